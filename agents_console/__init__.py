@@ -1,0 +1,51 @@
+"""The web application: the agents console and, mounted beside it, the telephony webhooks.
+
+:func:`create_app` is the app factory; ``callcenter.wsgi`` is the one module that calls it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, jsonify
+
+from callcenter.bootstrap import Services
+from callcenter.telephony.twilio.webhooks import create_blueprint as twilio_blueprint
+
+
+def create_app(services: Services, **flask_config: Any) -> Flask:
+    """Build the Flask app around already-built services."""
+    config = services.config
+    config.secrets.require("TWILIO_AUTH_TOKEN", "SECRET_KEY")
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=config.secrets.secret_key,
+        MAX_CONTENT_LENGTH=config.settings.web.max_body_bytes,
+        MAX_FORM_MEMORY_SIZE=config.settings.web.max_body_bytes,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=config.settings.web.public_base_url.startswith("https://"),
+        JSON_AS_ASCII=False,
+    )
+    app.config.update(flask_config)
+    app.extensions["callcenter"] = services
+    app.register_blueprint(
+        twilio_blueprint(config, services.calls, services.sms_inbound)
+    )
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        """Liveness: the process answers (no database needed)."""
+        return jsonify(status="ok")
+
+    @app.get("/readyz")
+    def readyz() -> Any:
+        """Readiness: the database answers."""
+        try:
+            with services.db.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except Exception:
+            return jsonify(status="database unavailable"), 503
+        return jsonify(status="ok")
+
+    return app

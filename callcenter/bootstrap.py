@@ -1,0 +1,81 @@
+"""The composition root: the one place that builds services and wires them together.
+
+Nothing else constructs a database engine, loads flows or picks a clock; entry points (the
+WSGI app, the CLI, tests, benchmarks) call :func:`build` and pass the result along.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .calls.actions import ActionRegistry
+from .calls.service import CallService
+from .clock import Clock, SystemClock
+from .config import Config
+from .db.engine import Database
+from .ivr.engine import Engine, EngineSettings
+from .ivr.loader import load_flows
+from .messaging.inbound import InboundSmsService
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything the entry points need, built once per process."""
+
+    config: Config
+    clock: Clock
+    db: Database
+    engine: Engine
+    actions: ActionRegistry
+    calls: CallService
+    sms_inbound: InboundSmsService
+
+
+def build_actions() -> ActionRegistry:
+    """The service actions flows may call. Each capability registers its own here."""
+    return ActionRegistry()
+
+
+def build_engine(config: Config, actions: ActionRegistry) -> Engine:
+    """Load and validate the flows (raises ``FlowError``) and build the engine."""
+    ivr = config.settings.ivr
+    flows = load_flows(
+        config.flows_dir,
+        entry=ivr.entry_flow,
+        default_queue=ivr.default_queue,
+        actions=set(actions),
+    )
+    settings = EngineSettings(
+        default_language=ivr.default_language,
+        max_retries=ivr.max_retries,
+        gather_timeout_s=config.settings.twilio.gather_timeout_s,
+        default_queue=ivr.default_queue,
+        red_flag_queue=ivr.red_flag_queue,
+        red_flags={lang: tuple(p) for lang, p in ivr.red_flags.items()},
+        timezone=config.settings.instance.timezone,
+    )
+    return Engine(flows, settings)
+
+
+def build(config: Config, *, clock: Clock | None = None, db: Database | None = None) -> Services:
+    """Build every service from ``config``. Does not connect to the database."""
+    clock = clock or SystemClock()
+    dbs = config.settings.database
+    database = db or Database.from_url(
+        config.database_url,
+        echo=dbs.echo,
+        pool_size=dbs.pool_size,
+        busy_timeout_ms=dbs.busy_timeout_ms,
+    )
+    actions = build_actions()
+    engine = build_engine(config, actions)
+    region = config.settings.instance.default_region
+    return Services(
+        config=config,
+        clock=clock,
+        db=database,
+        engine=engine,
+        actions=actions,
+        calls=CallService(database, engine, actions, clock, default_region=region),
+        sms_inbound=InboundSmsService(database, clock, region),
+    )

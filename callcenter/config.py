@@ -1,0 +1,343 @@
+"""Configuration: loaded once at start-up from ``config.yaml`` and the environment, typed, validated.
+
+Every key in ``config.yaml`` can be overridden by an environment variable named
+``CALLCENTER_`` + the key path in upper case joined by ``_`` (``database.url`` ->
+``CALLCENTER_DATABASE_URL``; ``ivr.max_retries`` -> ``CALLCENTER_IVR_MAX_RETRIES``). Values in the
+environment are read as YAML scalars, so ``true``, ``5`` and ``[a, b]`` mean what they look like.
+
+Secrets never live in the file: they come only from the environment (``TWILIO_AUTH_TOKEN``,
+``TWILIO_ACCOUNT_SID``, ``SECRET_KEY``); ``PUBLIC_BASE_URL`` is accepted as a short name for
+``CALLCENTER_WEB_PUBLIC_BASE_URL``. A bad value or a missing secret raises :class:`ConfigError`
+whose message names the key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "CALLCENTER_"
+#: Environment variables that are about finding the configuration, not keys in it.
+META_ENV = frozenset({"CALLCENTER_CONFIG"})
+SUPPORTED_LANGUAGES = ("zh-CN", "en")
+Language = Literal["zh-CN", "en"]
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the key and says what is wrong."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InstanceConfig(_Section):
+    """Who runs this hotline and where."""
+
+    name_zh: str = "健康热线"
+    name_en: str = "Health Hotline"
+    timezone: str = "Asia/Shanghai"
+    default_region: str = "CN"
+    data_dir: Path = Path("var")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if len(value) != 2 or not value.isalpha():
+            raise ValueError("must be a two-letter region code such as CN")
+        return value.upper()
+
+
+class DatabaseConfig(_Section):
+    """Where call state, knowledge base and bookings live."""
+
+    url: str = ""
+    echo: bool = False
+    pool_size: int = Field(default=10, ge=1, le=200)
+    busy_timeout_ms: int = Field(default=10_000, ge=0)
+
+
+class WebConfig(_Section):
+    """The web process (webhooks, API, console)."""
+
+    public_base_url: str = "http://localhost:8000"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=2, ge=1, le=64)
+    threads: int = Field(default=8, ge=1, le=256)
+    max_body_bytes: int = Field(default=65_536, ge=1024)
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class VoiceConfig(_Section):
+    """How one language is spoken and heard on Twilio."""
+
+    say_voice: str
+    say_language: str
+    gather_language: str
+    speech_model: str = ""
+
+
+def _default_voices() -> dict[str, VoiceConfig]:
+    return {
+        "zh-CN": VoiceConfig(
+            say_voice="Polly.Zhiyu", say_language="cmn-CN", gather_language="zh-CN"
+        ),
+        "en": VoiceConfig(
+            say_voice="Polly.Joanna", say_language="en-US", gather_language="en-US"
+        ),
+    }
+
+
+class TwilioConfig(_Section):
+    """Twilio voice and SMS."""
+
+    api_base_url: str = "https://api.twilio.com"
+    voices: dict[str, VoiceConfig] = Field(default_factory=_default_voices)
+    gather_timeout_s: int = Field(default=6, ge=1, le=60)
+    fallback_number: str = ""
+
+    @field_validator("voices")
+    @classmethod
+    def _all_languages(cls, value: dict[str, VoiceConfig]) -> dict[str, VoiceConfig]:
+        missing = [lang for lang in SUPPORTED_LANGUAGES if lang not in value]
+        if missing:
+            raise ValueError(f"missing voice settings for {', '.join(missing)}")
+        return value
+
+
+class IvrConfig(_Section):
+    """The IVR engine and its flows."""
+
+    flows_dir: Path = Path("ivr_flows")
+    entry_flow: str = "main"
+    default_language: Language = "zh-CN"
+    max_retries: int = Field(default=2, ge=0, le=10)
+    default_queue: str = "general"
+    red_flag_queue: str = "urgent"
+    red_flags: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("red_flags")
+    @classmethod
+    def _red_flag_languages(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for lang, phrases in value.items():
+            if lang not in SUPPORTED_LANGUAGES:
+                raise ValueError(f"unknown language {lang!r}")
+            if any(not p.strip() for p in phrases):
+                raise ValueError(f"empty phrase in the {lang} list")
+        return value
+
+
+class LoggingConfig(_Section):
+    """Log level and format; personal data is always masked."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(_Section):
+    """The whole configuration."""
+
+    instance: InstanceConfig = Field(default_factory=InstanceConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    twilio: TwilioConfig = Field(default_factory=TwilioConfig)
+    ivr: IvrConfig = Field(default_factory=IvrConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Secrets, read only from the environment; ``None`` when not set."""
+
+    twilio_auth_token: str | None
+    twilio_account_sid: str | None
+    secret_key: str | None
+
+    #: environment variable name -> what needs it
+    NEEDED_BY = {  # noqa: RUF012 - a constant table, not a mutable default
+        "TWILIO_AUTH_TOKEN": "checking X-Twilio-Signature on every Twilio webhook",
+        "SECRET_KEY": "signing web sessions",
+        "TWILIO_ACCOUNT_SID": "sending SMS and placing calls through Twilio",
+    }
+
+    def require(self, *names: str) -> None:
+        """Raise :class:`ConfigError` naming every listed secret that is not set."""
+        values = {
+            "TWILIO_AUTH_TOKEN": self.twilio_auth_token,
+            "TWILIO_ACCOUNT_SID": self.twilio_account_sid,
+            "SECRET_KEY": self.secret_key,
+        }
+        missing = [n for n in names if not values[n]]
+        if missing:
+            lines = [f"  {n}: not set (needed for {self.NEEDED_BY[n]})" for n in missing]
+            raise ConfigError(
+                "missing secret(s) in the environment:\n" + "\n".join(lines)
+            )
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated settings plus where they came from (paths are resolved against it)."""
+
+    settings: Settings
+    secrets: Secrets
+    base_dir: Path
+
+    @property
+    def data_dir(self) -> Path:
+        """The data directory, absolute."""
+        return (self.base_dir / self.settings.instance.data_dir).resolve()
+
+    @property
+    def flows_dir(self) -> Path:
+        """The IVR flows directory, absolute."""
+        return (self.base_dir / self.settings.ivr.flows_dir).resolve()
+
+    @property
+    def database_url(self) -> str:
+        """The database URL; the SQLite file under the data directory by default."""
+        url = self.settings.database.url
+        if url:
+            return url
+        return f"sqlite:///{self.data_dir / 'callcenter.db'}"
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        """The hotline's local time zone."""
+        return ZoneInfo(self.settings.instance.timezone)
+
+
+def _env_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
+    """Map each environment variable name to the key path it overrides."""
+    paths: dict[str, tuple[str, ...]] = {}
+    for name, field in model.model_fields.items():
+        path = (*prefix, name)
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, _Section):
+            paths.update(_env_paths(annotation, path))
+        else:
+            paths[ENV_PREFIX + "_".join(path).upper()] = path
+    return paths
+
+
+ENV_KEYS = _env_paths(Settings)
+
+
+def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    unknown = sorted(
+        k for k in environ if k.startswith(ENV_PREFIX) and k not in ENV_KEYS and k not in META_ENV
+    )
+    if unknown:
+        raise ConfigError(
+            f"unknown configuration variable {unknown[0]} in the environment "
+            f"(known: {', '.join(sorted(ENV_KEYS))})"
+        )
+    overrides = {k: v for k, v in environ.items() if k in ENV_KEYS}
+    if "PUBLIC_BASE_URL" in environ and "CALLCENTER_WEB_PUBLIC_BASE_URL" not in environ:
+        overrides["CALLCENTER_WEB_PUBLIC_BASE_URL"] = environ["PUBLIC_BASE_URL"]
+    for key, text in overrides.items():
+        path = ENV_KEYS[key]
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text
+        if isinstance(value, (int, float, bool)) and path[-1] in {"url", "public_base_url"}:
+            value = text
+        node = raw
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{'.'.join(path[:-1])}: must be a mapping")
+            node = child
+        node[path[-1]] = value
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        env = ENV_PREFIX + "_".join(str(p) for p in err["loc"]).upper()
+        hint = f" [env {env}]" if env in ENV_KEYS else ""
+        lines.append(f"  {key}: {err['msg']}{hint}")
+    return "\n".join(lines)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Load ``config.yaml`` (or ``path``), apply environment overrides and validate.
+
+    ``path`` defaults to ``$CALLCENTER_CONFIG``, then ``./config.yaml`` when it exists; with no
+    file at all the built-in defaults are used. ``overrides`` (nested mapping) wins over both,
+    for tests and the demo command.
+    """
+    env = os.environ if environ is None else environ
+    chosen = path or env.get("CALLCENTER_CONFIG")
+    raw: dict[str, Any] = {}
+    if chosen:
+        file = Path(chosen)
+        if not file.is_file():
+            raise ConfigError(f"configuration file {file} does not exist")
+    else:
+        file = Path("config.yaml")
+    if file.is_file():
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{file}: the top level must be a mapping of sections")
+        raw = loaded or {}
+        base_dir = file.resolve().parent
+        source = str(file)
+    else:
+        base_dir = Path.cwd()
+        source = "built-in defaults"
+    _apply_env(raw, env)
+    if overrides:
+        _merge(raw, overrides)
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from None
+    secrets = Secrets(
+        twilio_auth_token=env.get("TWILIO_AUTH_TOKEN") or None,
+        twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
+        secret_key=env.get("SECRET_KEY") or None,
+    )
+    return Config(settings=settings, secrets=secrets, base_dir=base_dir)
+
+
+def _merge(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        elif isinstance(value, Mapping):
+            target[key] = {}
+            _merge(target[key], value)
+        else:
+            target[key] = value

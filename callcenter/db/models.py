@@ -1,0 +1,219 @@
+"""Database tables. Times are stored in UTC; phone numbers in E.164.
+
+``audit_log`` is append-only: the migration installs triggers that refuse UPDATE and DELETE.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every database (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Refuse naive datetimes; store UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Give back an aware UTC datetime."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with stable constraint names (so migrations stay portable)."""
+
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}  # noqa: RUF012
+
+
+class Resident(Base):
+    """A person who calls or is called; identified by phone number."""
+
+    __tablename__ = "residents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    phone_e164: Mapped[str] = mapped_column(String(20), unique=True)
+    preferred_language: Mapped[str | None] = mapped_column(String(8))
+    display_name: Mapped[str | None] = mapped_column(String(100))
+    is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Call(Base):
+    """One phone call, inbound or outbound, from first webhook to its end."""
+
+    __tablename__ = "calls"
+    __table_args__ = (UniqueConstraint("provider", "provider_call_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    provider_call_id: Mapped[str] = mapped_column(String(64))
+    direction: Mapped[str] = mapped_column(String(16), default="inbound")
+    from_e164: Mapped[str | None] = mapped_column(String(20))
+    to_e164: Mapped[str | None] = mapped_column(String(20))
+    resident_id: Mapped[int | None] = mapped_column(ForeignKey("residents.id"))
+    language: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(20), default="in-progress")
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    queue: Mapped[str | None] = mapped_column(String(64))
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    red_flag: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    duration_s: Mapped[int | None] = mapped_column(Integer)
+
+    events: Mapped[list[CallEvent]] = relationship(
+        back_populates="call", order_by="CallEvent.id", cascade="all, delete-orphan"
+    )
+
+
+class CallEvent(Base):
+    """What happened during a call: start, each node and input, end, status callbacks."""
+
+    __tablename__ = "call_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime]
+    step: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    node: Mapped[str | None] = mapped_column(String(128))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    call: Mapped[Call] = relationship(back_populates="events")
+
+
+class CallSession(Base):
+    """The IVR state of a live call, keyed by the provider's call id."""
+
+    __tablename__ = "call_sessions"
+
+    call_id: Mapped[int] = mapped_column(
+        ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True
+    )
+    provider_call_id: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime]
+
+
+class CallStep(Base):
+    """The response given to each webhook of a call: replaying a webhook replays its answer.
+
+    ``(call_id, step)`` is the primary key, so two web workers racing on the same webhook
+    cannot both advance the call; ``idempotency_key`` holds the provider's retry token.
+    """
+
+    __tablename__ = "call_steps"
+    __table_args__ = (UniqueConstraint("call_id", "idempotency_key"),)
+
+    call_id: Mapped[int] = mapped_column(
+        ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True
+    )
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    input: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    at: Mapped[datetime]
+
+
+class OutboxMessage(Base):
+    """An SMS or outbound call to be sent, written in the same transaction as its cause."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(8))
+    to_e164: Mapped[str] = mapped_column(String(20))
+    template: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    essential: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    due_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))
+
+
+class InboundSms(Base):
+    """An SMS a resident sent to the hotline number."""
+
+    __tablename__ = "sms_inbound"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    provider_message_id: Mapped[str] = mapped_column(String(64), unique=True)
+    from_e164: Mapped[str | None] = mapped_column(String(20))
+    to_e164: Mapped[str | None] = mapped_column(String(20))
+    body: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime]
+
+
+class ProviderStatus(Base):
+    """A delivery or call status reported by the provider (each status recorded once)."""
+
+    __tablename__ = "provider_status"
+    __table_args__ = (UniqueConstraint("provider", "kind", "provider_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(8))
+    provider_id: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    at: Mapped[datetime]
+
+
+class AuditEntry(Base):
+    """Append-only audit trail: who did or saw what, when, and why."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_subject", "subject_type", "subject_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    subject_type: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,0 +1,1 @@
+"""Messaging: inbound SMS, delivery statuses and (with the outbox dispatcher) everything sent."""

@@ -1,0 +1,1 @@
+"""Asterisk adapter (FastAGI / AMI). Reserved: the Twilio adapter is the first provider."""

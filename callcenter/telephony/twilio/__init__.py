@@ -1,0 +1,1 @@
+"""Twilio adapter: TwiML rendering, webhook blueprint and signature checks."""

@@ -1,0 +1,19 @@
+"""The WSGI entry point (``callcenter.wsgi:application``), used by ``callcenter serve``.
+
+Configuration comes from ``$CALLCENTER_CONFIG`` (or ``./config.yaml``) and the environment.
+Building the app does not connect to the database, so the fallback webhook answers even
+while the database is down.
+"""
+
+from __future__ import annotations
+
+from agents_console import create_app
+
+from .bootstrap import build
+from .config import load_config
+from .logs import setup_logging
+
+_config = load_config()
+setup_logging(_config.settings.logging.level)
+application = create_app(build(_config))
+app = application
