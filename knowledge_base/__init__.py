@@ -1,0 +1,1 @@
+"""The knowledge base: hospitals, departments, experts, drugs, health articles and their search."""

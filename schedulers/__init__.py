@@ -1,0 +1,1 @@
+"""Scheduled jobs (APScheduler) that fill the outbox; they never send anything themselves."""
