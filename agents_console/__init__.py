@@ -29,9 +29,7 @@ def create_app(services: Services, **flask_config: Any) -> Flask:
     )
     app.config.update(flask_config)
     app.extensions["callcenter"] = services
-    app.register_blueprint(
-        twilio_blueprint(config, services.calls, services.sms_inbound)
-    )
+    app.register_blueprint(twilio_blueprint(config, services.calls, services.sms_inbound))
 
     @app.get("/healthz")
     def healthz() -> Any:

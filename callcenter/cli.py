@@ -89,7 +89,9 @@ def db_upgrade(state: _State) -> None:
     engine = make_engine(config.database_url)
     try:
         upgrade(engine)
-        click.echo(f"database at revision {current_revision(engine)} ({engine.url.get_backend_name()})")
+        click.echo(
+            f"database at revision {current_revision(engine)} ({engine.url.get_backend_name()})"
+        )
     except Exception as exc:
         raise click.ClickException(f"migration failed: {exc}") from None
     finally:
@@ -105,7 +107,9 @@ def db_current(state: _State) -> None:
 
     engine = make_engine(state.config().database_url)
     try:
-        click.echo(f"database: {current_revision(engine) or '(empty)'}; code: {head_revision(engine)}")
+        click.echo(
+            f"database: {current_revision(engine) or '(empty)'}; code: {head_revision(engine)}"
+        )
     finally:
         engine.dispose()
 
@@ -148,9 +152,15 @@ def _gunicorn(config: Config, host: str, port: int, workers: int | None, access_
     from gunicorn.util import import_app
 
     web = config.settings.web
+    count = workers or web.workers
+    if config.database_url.startswith("sqlite") and workers is None and count > 1:
+        # SQLite has one writer at a time; worker processes would only wait on each other's
+        # file lock. One process with threads serves a one-machine hotline best.
+        click.echo(f"SQLite database: serving with 1 worker x {web.threads} threads", err=True)
+        count = 1
     options: dict[str, Any] = {
         "bind": f"{host}:{port}",
-        "workers": workers or web.workers,
+        "workers": count,
         "worker_class": "gthread",
         "threads": web.threads,
         "timeout": 30,
@@ -189,8 +199,9 @@ def _check_serve(state: _State) -> Config:
 @click.option("--workers", type=int, default=None, help="Worker processes (default: web.workers).")
 @click.option("--access-log/--no-access-log", default=False, help="Log every request.")
 @click.pass_obj
-def serve(state: _State, host: str | None, port: int | None, workers: int | None,
-          access_log: bool) -> None:
+def serve(
+    state: _State, host: str | None, port: int | None, workers: int | None, access_log: bool
+) -> None:
     """Serve the web app (webhooks, API, console) under gunicorn.
 
     Starts even while the database is unreachable, so the fallback webhook still answers.
@@ -276,17 +287,38 @@ def demo(state: _State, load_only: bool, host: str | None, port: int | None) -> 
 
 
 @main.command()
-@click.option("--lang", type=click.Choice(["zh-CN", "en"]), default=None,
-              help="Caller's language (default: the resident's preference, else zh-CN).")
-@click.option("--from", "caller", default=None, metavar="NUMBER",
-              help="Caller id, E.164 or national (default: a demo resident).")
-@click.option("--script", "script", type=click.File("r", encoding="utf-8"), default=None,
-              help="File of inputs, one per line ('-' for stdin); prints the whole dialogue.")
-@click.option("-i", "--input", "inputs", multiple=True, metavar="INPUT",
-              help="An input (repeatable), as in --script: keys, a sentence, '' for silence.")
+@click.option(
+    "--lang",
+    type=click.Choice(["zh-CN", "en"]),
+    default=None,
+    help="Caller's language (default: the resident's preference, else zh-CN).",
+)
+@click.option(
+    "--from",
+    "caller",
+    default=None,
+    metavar="NUMBER",
+    help="Caller id, E.164 or national (default: a demo resident).",
+)
+@click.option(
+    "--script",
+    "script",
+    type=click.File("r", encoding="utf-8"),
+    default=None,
+    help="File of inputs, one per line ('-' for stdin); prints the whole dialogue.",
+)
+@click.option(
+    "-i",
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="INPUT",
+    help="An input (repeatable), as in --script: keys, a sentence, '' for silence.",
+)
 @click.pass_obj
-def call(state: _State, lang: str | None, caller: str | None, script: Any,
-         inputs: tuple[str, ...]) -> None:
+def call(
+    state: _State, lang: str | None, caller: str | None, script: Any, inputs: tuple[str, ...]
+) -> None:
     """Call the hotline from the terminal: same engine, flows and database as the phone.
 
     Type keypad digits (0-9 * #) or a sentence as if spoken; an empty line is silence;
@@ -311,11 +343,13 @@ def call(state: _State, lang: str | None, caller: str | None, script: Any,
     elif inputs:
         source = list(inputs)
     else:
+
         def source() -> str | None:
             try:
                 return input("> ")
             except EOFError:
                 return None
+
     try:
         sim.run(source, caller=number, language=lang)
     except Exception as exc:

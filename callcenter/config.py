@@ -1,4 +1,4 @@
-"""Configuration: loaded once at start-up from ``config.yaml`` and the environment, typed, validated.
+"""Configuration: loaded once at start-up from ``config.yaml`` and the environment; validated.
 
 Every key in ``config.yaml`` can be overridden by an environment variable named
 ``CALLCENTER_`` + the key path in upper case joined by ``_`` (``database.url`` ->
@@ -105,9 +105,7 @@ def _default_voices() -> dict[str, VoiceConfig]:
         "zh-CN": VoiceConfig(
             say_voice="Polly.Zhiyu", say_language="cmn-CN", gather_language="zh-CN"
         ),
-        "en": VoiceConfig(
-            say_voice="Polly.Joanna", say_language="en-US", gather_language="en-US"
-        ),
+        "en": VoiceConfig(say_voice="Polly.Joanna", say_language="en-US", gather_language="en-US"),
     }
 
 
@@ -192,9 +190,7 @@ class Secrets:
         missing = [n for n in names if not values[n]]
         if missing:
             lines = [f"  {n}: not set (needed for {self.NEEDED_BY[n]})" for n in missing]
-            raise ConfigError(
-                "missing secret(s) in the environment:\n" + "\n".join(lines)
-            )
+            raise ConfigError("missing secret(s) in the environment:\n" + "\n".join(lines))
 
 
 @dataclass(frozen=True)

@@ -55,9 +55,7 @@ def setup_logging(level: str = "INFO", **_: Any) -> None:
         root.setLevel(level)
         return
     handler = logging.StreamHandler()
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(MaskingFilter())
     root.handlers = [handler]
     root.setLevel(level)

@@ -40,7 +40,7 @@ _LABELS = {
         "caller": "Caller",
         "listen": "(press keys or speak; empty line = silence, /hangup = hang up)",
         "silence": "(silence)",
-        "queue": "Waiting for a person in queue {queue} (priority {priority}): simulation ends here",
+        "queue": "Waiting for a person in queue {queue} (priority {priority}): simulation ends",
         "hangup": "Hotline hung up",
         "caller_hangup": "Caller hung up",
         "dial": "Transferring to {number}",
@@ -79,6 +79,7 @@ class Simulator:
         self.calls = calls
         self.out = out
         self.labels = _LABELS["en" if label_language == "en" else "zh-CN"]
+        self._fixed_labels = False
 
     def _print(self, result: SimulatedCall, line: str) -> None:
         result.lines.append(line)
@@ -87,6 +88,8 @@ class Simulator:
 
     def _show(self, result: SimulatedCall, reply: Reply) -> bool:
         """Print a reply; return ``True`` when the call waits for input."""
+        if not self._fixed_labels:
+            self.labels = _LABELS["en" if reply.language == "en" else "zh-CN"]
         result.replies.append(reply)
         waiting = False
         for item in reply.instructions:
@@ -121,6 +124,9 @@ class Simulator:
         """Run a call. ``inputs`` is a list of lines, or a function returning the next line
         (``None`` at end of input, e.g. Ctrl-D)."""
         result = SimulatedCall(call_id="SIM" + uuid.uuid4().hex)
+        if language is not None:
+            self.labels = _LABELS["en" if language == "en" else "zh-CN"]
+            self._fixed_labels = True
         next_line = _reader(inputs)
         self._print(result, f"=== {self.labels['begin'].format(caller=mask(caller))} ===")
         reply = self.calls.begin(

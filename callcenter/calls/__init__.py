@@ -1,1 +1,1 @@
-"""Calls: the service that runs the IVR engine for live calls and keeps their state in the database."""
+"""Calls: the service that runs the IVR engine for live calls, with their state in the database."""

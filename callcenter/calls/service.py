@@ -1,11 +1,14 @@
 """The call service: one database transaction per webhook, the pure engine in the middle.
 
-For every provider request the service loads the call's session (row-locked on PostgreSQL;
-SQLite serialises writers with ``BEGIN IMMEDIATE``), checks whether this request was already
-answered (the provider's idempotency token, or a step number that is behind the session), runs
-the engine, runs any service action the flow asks for, writes the new state, the step's response,
-the call events and any SMS intents (outbox rows), and commits. A replayed request gets the
-stored answer again and never advances the call twice.
+For every provider request the service loads the call and its session in one statement
+(row-locked on PostgreSQL; SQLite serialises writers with ``BEGIN IMMEDIATE``), checks whether
+this request was already answered (a step number behind the session means a replay), runs the
+engine, runs any service action the flow asks for, then writes the new state, the step's
+response, the call events and any SMS intents (outbox rows), and commits. A replayed request
+gets the stored answer again and never advances the call twice.
+
+The webhook path uses SQLAlchemy Core with a handful of statements per request: it is the
+hottest path in the product (see ``bench/webhook.py``).
 """
 
 from __future__ import annotations
@@ -13,14 +16,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..clock import Clock
-from ..db.engine import Database
+from ..db.engine import Database, retry_once
 from ..db.models import (
     Call,
     CallEvent,
@@ -30,6 +33,7 @@ from ..db.models import (
     ProviderStatus,
     Resident,
 )
+from ..db.sql import insert_ignore, rows_inserted
 from ..ivr import instructions as ins
 from ..ivr.engine import (
     ActionResult,
@@ -52,6 +56,14 @@ TERMINAL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canc
 MAX_ACTIONS_PER_STEP = 8
 CallerInput = Digits | Speech | NoInput
 
+calls_t = cast(Table, Call.__table__)
+sessions_t = cast(Table, CallSession.__table__)
+steps_t = cast(Table, CallStep.__table__)
+events_t = cast(Table, CallEvent.__table__)
+residents_t = cast(Table, Resident.__table__)
+outbox_t = cast(Table, OutboxMessage.__table__)
+status_t = cast(Table, ProviderStatus.__table__)
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -73,6 +85,90 @@ class TranscriptLine:
     kind: str
     node: str | None
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _CallRow:
+    """The columns of a call the webhook path reads and may change."""
+
+    id: int
+    provider_call_id: str
+    from_e164: str | None
+    resident_id: int | None
+    language: str
+    outcome: str | None
+    queue: str | None
+    priority: int
+    red_flag: bool
+
+    @classmethod
+    def of(cls, row: Any) -> _CallRow:
+        return cls(
+            row.id,
+            row.provider_call_id,
+            row.from_e164,
+            row.resident_id,
+            row.language,
+            row.outcome,
+            row.queue,
+            row.priority,
+            row.red_flag,
+        )
+
+    def changes(self, before: _CallRow) -> dict[str, Any]:
+        names = ("language", "outcome", "queue", "priority", "red_flag")
+        return {n: getattr(self, n) for n in names if getattr(self, n) != getattr(before, n)}
+
+
+_CALL_COLUMNS = (
+    calls_t.c.id,
+    calls_t.c.provider_call_id,
+    calls_t.c.from_e164,
+    calls_t.c.resident_id,
+    calls_t.c.language,
+    calls_t.c.outcome,
+    calls_t.c.queue,
+    calls_t.c.priority,
+    calls_t.c.red_flag,
+)
+
+
+# Statements on the webhook path are built once: building a SQLAlchemy statement costs more
+# than running it on SQLite.
+_KEY = (calls_t.c.provider == bindparam("provider")) & (
+    calls_t.c.provider_call_id == bindparam("provider_call_id")
+)
+_SELECT_LIVE_CALL = (
+    select(*_CALL_COLUMNS, sessions_t.c.state, sessions_t.c.step)
+    .join(sessions_t, sessions_t.c.call_id == calls_t.c.id)
+    .where(_KEY)
+    .with_for_update()
+)
+_SELECT_CALL_ID = select(calls_t.c.id, calls_t.c.provider_call_id).where(_KEY).with_for_update()
+_SELECT_CALL_END = (
+    select(calls_t.c.id, calls_t.c.outcome, calls_t.c.ended_at, calls_t.c.queue)
+    .where(_KEY)
+    .with_for_update()
+)
+_SELECT_RESIDENT = select(residents_t.c.id, residents_t.c.preferred_language).where(
+    residents_t.c.phone_e164 == bindparam("phone")
+)
+_SELECT_STEP = select(steps_t.c.step, steps_t.c.response).where(
+    steps_t.c.call_id == bindparam("call_id"), steps_t.c.step == bindparam("step_no")
+)
+_SELECT_SESSION = select(sessions_t.c.state, sessions_t.c.step).where(
+    sessions_t.c.call_id == bindparam("call_id")
+)
+_UPDATE_SESSION = (
+    update(sessions_t)
+    .where(sessions_t.c.call_id == bindparam("b_call_id"))
+    .values(state=bindparam("b_state"), step=bindparam("b_step"), updated_at=bindparam("b_at"))
+)
+_INSERT_CALL = insert(calls_t).returning(calls_t.c.id)
+_INSERT_SESSION = insert(sessions_t)
+_INSERT_STEP = insert(steps_t)
+_INSERT_EVENTS = insert(events_t)
+_INSERT_OUTBOX = insert(outbox_t)
 
 
 class CallService:
@@ -107,18 +203,22 @@ class CallService:
         direction: str = "inbound",
     ) -> Reply:
         """A call arrives: create it and play the entry flow (or replay if already begun)."""
-        for attempt in (1, 2):
-            try:
-                with self.db.transaction() as s:
-                    return self._begin(
-                        s, provider, provider_call_id, caller, called, idempotency_key,
-                        language, direction,
-                    )
-            except IntegrityError:
-                # Another worker created the same call a moment ago: replay its answer.
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+
+        def work() -> Reply:
+            with self.db.connection() as conn:
+                return self._begin(
+                    conn,
+                    provider,
+                    provider_call_id,
+                    caller,
+                    called,
+                    idempotency_key,
+                    language,
+                    direction,
+                )
+
+        # A lost race (another worker created the same call) replays that worker's answer.
+        return retry_once(work)
 
     def input(
         self,
@@ -130,14 +230,12 @@ class CallService:
         idempotency_key: str | None = None,
     ) -> Reply:
         """The caller answered the question asked at ``step``."""
-        for attempt in (1, 2):
-            try:
-                with self.db.transaction() as s:
-                    return self._input(s, provider, provider_call_id, step, event, idempotency_key)
-            except IntegrityError:
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+
+        def work() -> Reply:
+            with self.db.connection() as conn:
+                return self._input(conn, provider, provider_call_id, step, event, idempotency_key)
+
+        return retry_once(work)
 
     def provider_status(
         self,
@@ -151,60 +249,86 @@ class CallService:
         """Record a call status callback; returns ``False`` when it was a duplicate."""
         now = self.clock.now()
         status = status.strip().lower()[:32]
-        with self.db.transaction() as s:
-            exists = s.scalar(
-                select(ProviderStatus.id).where(
-                    ProviderStatus.provider == provider,
-                    ProviderStatus.kind == "call",
-                    ProviderStatus.provider_id == provider_call_id,
-                    ProviderStatus.status == status,
+        with self.db.connection() as conn:
+            added = rows_inserted(
+                conn.execute(
+                    insert_ignore(conn, status_t).values(
+                        provider=provider,
+                        kind="call",
+                        provider_id=provider_call_id,
+                        status=status,
+                        detail=detail or {},
+                        at=now,
+                    )
                 )
             )
-            if exists is not None:
+            if not added:
                 return False
-            s.add(
-                ProviderStatus(
-                    provider=provider, kind="call", provider_id=provider_call_id,
-                    status=status, detail=detail or {}, at=now,
-                )
-            )
-            call = self._lock_call(s, provider, provider_call_id)
-            if call is None:
+            row = conn.execute(
+                _SELECT_CALL_END, {"provider": provider, "provider_call_id": provider_call_id}
+            ).first()
+            if row is None:
                 return True
-            self._event(s, call, None, "status", None, {"status": status})
-            if status in TERMINAL_STATUSES and call.ended_at is None:
-                call.status = status
-                call.ended_at = now
-                call.duration_s = duration_s
-                if call.outcome is None:
-                    call.outcome = "abandoned_in_ivr" if status == "completed" else status
-                sess = s.get(CallSession, call.id)
-                if sess is not None:
-                    state = SessionState.from_data(sess.state)
-                    if not state.ended:
-                        sess.state = {**sess.state, "ended": True, "node": None}
-                        sess.updated_at = now
-                self._event(
-                    s, call, None, "end", None,
-                    {"outcome": call.outcome, "duration_s": duration_s, "status": status},
+            events = [self._event_row(row.id, None, "status", None, {"status": status}, now)]
+            if status in TERMINAL_STATUSES and row.ended_at is None:
+                outcome = row.outcome or ("abandoned_in_ivr" if status == "completed" else status)
+                conn.execute(
+                    update(calls_t)
+                    .where(calls_t.c.id == row.id)
+                    .values(status=status, ended_at=now, duration_s=duration_s, outcome=outcome)
                 )
+                sess = conn.execute(_SELECT_SESSION, {"call_id": row.id}).first()
+                if sess is not None and not sess.state.get("ended"):
+                    conn.execute(
+                        update(sessions_t)
+                        .where(sessions_t.c.call_id == row.id)
+                        .values(state={**sess.state, "ended": True, "node": None}, updated_at=now)
+                    )
+                events.append(
+                    self._event_row(
+                        row.id,
+                        None,
+                        "end",
+                        None,
+                        {"outcome": outcome, "duration_s": duration_s, "status": status},
+                        now,
+                    )
+                )
+            conn.execute(_INSERT_EVENTS, events)
         return True
 
     def queue_exit(
         self, *, provider: str, provider_call_id: str, result: str, queue_time_s: int | None
     ) -> None:
         """The caller left the waiting queue (answered, hung up, or an error)."""
-        with self.db.transaction() as s:
-            call = self._lock_call(s, provider, provider_call_id)
-            if call is None:
+        now = self.clock.now()
+        result = result.strip().lower()[:32]
+        with self.db.connection() as conn:
+            row = conn.execute(
+                _SELECT_CALL_END, {"provider": provider, "provider_call_id": provider_call_id}
+            ).first()
+            if row is None:
                 return
-            result = result.strip().lower()[:32]
-            self._event(s, call, None, "queue_exit", call.queue,
-                        {"result": result, "queue_time_s": queue_time_s})
-            if result == "hangup":
-                call.outcome = "abandoned_in_queue"
-            elif result in ("bridged", "bridging-in-process"):
-                call.outcome = "answered"
+            conn.execute(
+                _INSERT_EVENTS,
+                [
+                    self._event_row(
+                        row.id,
+                        None,
+                        "queue_exit",
+                        row.queue,
+                        {"result": result, "queue_time_s": queue_time_s},
+                        now,
+                    )
+                ],
+            )
+            outcome = {
+                "hangup": "abandoned_in_queue",
+                "bridged": "answered",
+                "bridging-in-process": "answered",
+            }.get(result)
+            if outcome is not None:
+                conn.execute(update(calls_t).where(calls_t.c.id == row.id).values(outcome=outcome))
 
     # ------------------------------------------------------------ reading
 
@@ -234,16 +358,9 @@ class CallService:
 
     # ------------------------------------------------------------ internals
 
-    def _lock_call(self, s: Session, provider: str, provider_call_id: str) -> Call | None:
-        return s.scalar(
-            select(Call)
-            .where(Call.provider == provider, Call.provider_call_id == provider_call_id)
-            .with_for_update()
-        )
-
     def _begin(
         self,
-        s: Session,
+        conn: Connection,
         provider: str,
         provider_call_id: str,
         caller_raw: str | None,
@@ -252,127 +369,190 @@ class CallService:
         language: str | None,
         direction: str,
     ) -> Reply:
-        call = self._lock_call(s, provider, provider_call_id)
-        if call is not None:
-            return self._replay(s, call, 0)
+        existing = conn.execute(
+            _SELECT_CALL_ID, {"provider": provider, "provider_call_id": provider_call_id}
+        ).first()
+        if existing is not None:
+            return self._replay(conn, existing.id, existing.provider_call_id, 0)
         now = self.clock.now()
         caller = normalize_caller_id(caller_raw, self.default_region)
         called = normalize_caller_id(called_raw, self.default_region)
-        resident = None
+        resident_id: int | None = None
+        preferred: str | None = None
         if caller is not None:
-            resident = s.scalar(select(Resident).where(Resident.phone_e164 == caller))
+            resident = conn.execute(_SELECT_RESIDENT, {"phone": caller}).first()
             if resident is None:
-                resident = Resident(phone_e164=caller, created_at=now, updated_at=now)
-                s.add(resident)
-                s.flush()
-        chosen = language or (resident.preferred_language if resident else None)
-        result = self.engine.start(Start(caller=caller, called=called, language=chosen), self.clock)
-        call = Call(
-            provider=provider,
-            provider_call_id=provider_call_id,
-            direction=direction,
-            from_e164=caller,
-            to_e164=called,
-            resident_id=resident.id if resident else None,
-            language=result.state.language,
-            started_at=now,
+                conn.execute(
+                    insert_ignore(conn, residents_t).values(
+                        phone_e164=caller, is_demo=False, created_at=now, updated_at=now
+                    )
+                )
+                resident = conn.execute(_SELECT_RESIDENT, {"phone": caller}).one()
+            resident_id, preferred = resident.id, resident.preferred_language
+        result = self.engine.start(
+            Start(caller=caller, called=called, language=language or preferred), self.clock
         )
-        s.add(call)
-        s.flush()
+        call_id = conn.execute(
+            _INSERT_CALL,
+            {
+                "provider": provider,
+                "provider_call_id": provider_call_id,
+                "direction": direction,
+                "from_e164": caller,
+                "to_e164": called,
+                "resident_id": resident_id,
+                "language": result.state.language,
+                "status": "in-progress",
+                "priority": 0,
+                "red_flag": False,
+                "started_at": now,
+            },
+        ).scalar_one()
+        call = _CallRow(
+            call_id,
+            provider_call_id,
+            caller,
+            resident_id,
+            result.state.language,
+            None,
+            None,
+            0,
+            False,
+        )
         log.info("call %s from %s started (%s)", provider_call_id, mask(caller), direction)
-        return self._finish_step(s, call, None, 0, result, {"event": "start"}, idempotency_key,
-                                 resident)
+        return self._finish_step(
+            conn, call, None, 0, result, {"event": "start"}, idempotency_key, preferred
+        )
 
     def _input(
         self,
-        s: Session,
+        conn: Connection,
         provider: str,
         provider_call_id: str,
         step: int,
         event: CallerInput,
         idempotency_key: str | None,
     ) -> Reply:
-        call = self._lock_call(s, provider, provider_call_id)
-        if call is None:
+        row = conn.execute(
+            _SELECT_LIVE_CALL, {"provider": provider, "provider_call_id": provider_call_id}
+        ).first()
+        if row is None:
             # The first webhook never reached us (or the data was reset): start afresh.
             log.warning("input for unknown call %s; starting it", provider_call_id)
-            return self._begin(s, provider, provider_call_id, None, None, idempotency_key,
-                               None, "inbound")
-        sess = s.get(CallSession, call.id)
-        assert sess is not None
-        if idempotency_key:
-            done = s.scalar(
-                select(CallStep).where(
-                    CallStep.call_id == call.id, CallStep.idempotency_key == idempotency_key
-                )
+            return self._begin(
+                conn, provider, provider_call_id, None, None, idempotency_key, None, "inbound"
             )
-            if done is not None:
-                return self._reply_from(call, done, replayed=True)
-        if step < sess.step:
-            return self._replay(s, call, step + 1)
-        state = SessionState.from_data(sess.state)
-        if step > sess.step or state.ended:
+        call = _CallRow.of(row)
+        # A step behind the session is a replay (a retried webhook, same URL): the question
+        # asked at ``step`` was answered by step + 1, so that answer is given again. The
+        # provider's idempotency token is stored with the step (unique per call) as well.
+        if step < row.step:
+            return self._replay(conn, call.id, call.provider_call_id, step + 1)
+        state = SessionState.from_data(row.state)
+        if step > row.step or state.ended:
             # Not a question we asked (forged, or the call is already in a queue): ask again.
-            self._event(s, call, sess.step, "stale_input", state.node, {"step": step})
+            conn.execute(
+                _INSERT_EVENTS,
+                [
+                    self._event_row(
+                        call.id,
+                        row.step,
+                        "stale_input",
+                        state.node,
+                        {"step": step},
+                        self.clock.now(),
+                    )
+                ],
+            )
             return Reply(
                 provider_call_id=call.provider_call_id,
-                step=sess.step,
+                step=row.step,
                 instructions=self.engine.replay_prompt(state),
                 ended=state.ended,
                 replayed=True,
                 language=state.language,
             )
         result = self.engine.handle(state, event, self.clock)
-        resident = s.get(Resident, call.resident_id) if call.resident_id else None
         return self._finish_step(
-            s, call, sess, sess.step + 1, result, _describe_input(event, state, self.engine),
-            idempotency_key, resident,
+            conn,
+            call,
+            state,
+            row.step + 1,
+            result,
+            _describe_input(event, state, self.engine),
+            idempotency_key,
+            None,
         )
 
-    def _finish_step(
+    def _run_actions(
         self,
-        s: Session,
-        call: Call,
-        sess: CallSession | None,
-        step_no: int,
-        result: Step,
-        input_data: dict[str, Any],
-        idempotency_key: str | None,
-        resident: Resident | None,
-    ) -> Reply:
-        now = self.clock.now()
-        out: list[ins.Instruction] = list(result.instructions)
-        traces: list[Trace] = list(result.trace)
-        step = result
-        for _ in range(MAX_ACTIONS_PER_STEP):
-            if step.action is None:
-                break
-            ctx = ActionContext(
-                session=s,
-                call_id=call.id,
-                caller=call.from_e164,
-                language=step.state.language,
-                args=step.action.args,
-                clock=self.clock,
-            )
-            outcome = self.actions.run(step.action.name, ctx)
-            step = self.engine.handle(step.state, outcome, self.clock)
-            out.extend(step.instructions)
-            traces.extend(step.trace)
-        else:
-            if step.action is not None:
+        conn: Connection,
+        call: _CallRow,
+        step: Step,
+        out: list[ins.Instruction],
+        traces: list[Trace],
+    ) -> Step:
+        """Run the service actions a step asks for, feeding results back to the engine."""
+        action = step.action
+        if action is None:
+            return step
+        with Session(bind=conn, join_transaction_mode="create_savepoint") as session:
+            runs = 0
+            while action is not None and runs < MAX_ACTIONS_PER_STEP:
+                runs += 1
+                ctx = ActionContext(
+                    session=session,
+                    call_id=call.id,
+                    caller=call.from_e164,
+                    language=step.state.language,
+                    args=action.args,
+                    clock=self.clock,
+                )
+                outcome = self.actions.run(action.name, ctx)
+                step = self.engine.handle(step.state, outcome, self.clock)
+                out.extend(step.instructions)
+                traces.extend(step.trace)
+                action = step.action
+            if action is not None:
                 log.error("call %s: too many actions in one step", call.provider_call_id)
                 step = self.engine.handle(step.state, ActionResult("error"), self.clock)
                 out.extend(step.instructions)
                 traces.extend(step.trace)
+            session.commit()
+        return step
+
+    def _finish_step(
+        self,
+        conn: Connection,
+        call: _CallRow,
+        before: SessionState | None,
+        step_no: int,
+        result: Step,
+        input_data: dict[str, Any],
+        idempotency_key: str | None,
+        preferred_language: str | None,
+    ) -> Reply:
+        now = self.clock.now()
+        out: list[ins.Instruction] = list(result.instructions)
+        traces: list[Trace] = list(result.trace)
+        step = self._run_actions(conn, call, result, out, traces)
         state = step.state
+        original = _CallRow(**vars(call))
 
         played: list[ins.Instruction] = []
-        sms_index = 0
+        sms_rows: list[dict[str, Any]] = []
         for item in out:
             if isinstance(item, ins.SendSms):
-                self._queue_sms(s, call, step_no, sms_index, item, now, traces)
-                sms_index += 1
+                if call.from_e164 is None:
+                    traces.append(
+                        Trace(
+                            "sms_skipped",
+                            "",
+                            {"template": item.template, "reason": "no caller number"},
+                        )
+                    )
+                    continue
+                sms_rows.append(self._sms_row(call, step_no, len(sms_rows), item, now))
                 continue
             played.append(item)
             if isinstance(item, ins.Enqueue):
@@ -385,40 +565,64 @@ class CallService:
         if any(t.kind == "red_flag" for t in traces):
             call.red_flag = True
         call.language = state.language
-        if resident is not None and resident.preferred_language != state.language and (
-            any(t.kind == "language" for t in traces) or resident.preferred_language is None
-        ):
-            resident.preferred_language = state.language
-            resident.updated_at = now
 
-        if sess is None:
-            sess = CallSession(
-                call_id=call.id,
-                provider_call_id=call.provider_call_id,
-                state=state.to_data(),
-                step=step_no,
-                updated_at=now,
-            )
-            s.add(sess)
-        else:
-            sess.state = state.to_data()
-            sess.step = step_no
-            sess.updated_at = now
-        response = {"instructions": [ins.to_data(i) for i in played], "ended": state.ended,
-                    "language": state.language}
-        s.add(
-            CallStep(
-                call_id=call.id,
-                step=step_no,
-                idempotency_key=idempotency_key,
-                input=input_data,
-                response=response,
-                at=now,
-            )
+        changes = call.changes(original)
+        if changes:
+            conn.execute(update(calls_t).where(calls_t.c.id == call.id).values(**changes))
+        language_chosen = any(t.kind == "language" for t in traces) or (
+            before is None and preferred_language is None
         )
-        for trace in traces:
-            self._event(s, call, step_no, trace.kind, trace.node, dict(trace.detail))
-        s.flush()
+        if call.resident_id is not None and language_chosen:
+            conn.execute(
+                update(residents_t)
+                .where(
+                    residents_t.c.id == call.resident_id,
+                    residents_t.c.preferred_language.is_distinct_from(state.language),
+                )
+                .values(preferred_language=state.language, updated_at=now)
+            )
+        if before is None:
+            conn.execute(
+                _INSERT_SESSION,
+                {
+                    "call_id": call.id,
+                    "provider_call_id": call.provider_call_id,
+                    "state": state.to_data(),
+                    "step": step_no,
+                    "updated_at": now,
+                },
+            )
+        else:
+            conn.execute(
+                _UPDATE_SESSION,
+                {"b_call_id": call.id, "b_state": state.to_data(), "b_step": step_no, "b_at": now},
+            )
+        response = {
+            "instructions": [ins.to_data(i) for i in played],
+            "ended": state.ended,
+            "language": state.language,
+        }
+        conn.execute(
+            _INSERT_STEP,
+            {
+                "call_id": call.id,
+                "step": step_no,
+                "idempotency_key": idempotency_key,
+                "input": input_data,
+                "response": response,
+                "at": now,
+            },
+        )
+        if sms_rows:
+            conn.execute(_INSERT_OUTBOX, sms_rows)
+        if traces:
+            conn.execute(
+                _INSERT_EVENTS,
+                [
+                    self._event_row(call.id, step_no, t.kind, t.node, dict(t.detail), now)
+                    for t in traces
+                ],
+            )
         return Reply(
             provider_call_id=call.provider_call_id,
             step=step_no,
@@ -427,69 +631,65 @@ class CallService:
             language=state.language,
         )
 
-    def _queue_sms(
-        self,
-        s: Session,
-        call: Call,
-        step_no: int,
-        index: int,
-        item: ins.SendSms,
-        now: Any,
-        traces: list[Trace],
-    ) -> None:
-        if call.from_e164 is None:
-            traces.append(Trace("sms_skipped", "", {"template": item.template,
-                                                     "reason": "no caller number"}))
-            return
-        s.add(
-            OutboxMessage(
-                channel="sms",
-                to_e164=call.from_e164,
-                template=item.template,
-                language=item.language,
-                params=dict(item.params),
-                dedupe_key=f"call:{call.id}:step:{step_no}:sms:{index}",
-                essential=item.essential,
-                status="pending",
-                due_at=now,
-                created_at=now,
-                call_id=call.id,
-            )
-        )
-
-    def _replay(self, s: Session, call: Call, step_no: int) -> Reply:
-        done = s.get(CallStep, (call.id, step_no))
-        if done is None:
-            sess = s.get(CallSession, call.id)
-            assert sess is not None
-            state = SessionState.from_data(sess.state)
-            return Reply(call.provider_call_id, sess.step, self.engine.replay_prompt(state),
-                         state.ended, True, state.language)
-        return self._reply_from(call, done, replayed=True)
-
     @staticmethod
-    def _reply_from(call: Call, done: CallStep, *, replayed: bool) -> Reply:
+    def _sms_row(
+        call: _CallRow, step_no: int, index: int, item: ins.SendSms, now: datetime
+    ) -> dict[str, Any]:
+        assert call.from_e164 is not None
+        return {
+            "channel": "sms",
+            "to_e164": call.from_e164,
+            "template": item.template,
+            "language": item.language,
+            "params": dict(item.params),
+            "dedupe_key": f"call:{call.id}:step:{step_no}:sms:{index}",
+            "essential": item.essential,
+            "status": "pending",
+            "due_at": now,
+            "created_at": now,
+            "call_id": call.id,
+        }
+
+    def _replay(self, conn: Connection, call_id: int, provider_call_id: str, step_no: int) -> Reply:
+        done = conn.execute(_SELECT_STEP, {"call_id": call_id, "step_no": step_no}).first()
+        if done is None:
+            sess = conn.execute(_SELECT_SESSION, {"call_id": call_id}).one()
+            state = SessionState.from_data(sess.state)
+            return Reply(
+                provider_call_id,
+                sess.step,
+                self.engine.replay_prompt(state),
+                state.ended,
+                True,
+                state.language,
+            )
         data = done.response
         return Reply(
-            provider_call_id=call.provider_call_id,
+            provider_call_id=provider_call_id,
             step=done.step,
             instructions=tuple(ins.from_data(i) for i in data["instructions"]),
             ended=bool(data["ended"]),
-            replayed=replayed,
-            language=str(data.get("language", call.language)),
+            replayed=True,
+            language=str(data.get("language", "zh-CN")),
         )
 
-    def _event(
-        self,
-        s: Session,
-        call: Call,
+    @staticmethod
+    def _event_row(
+        call_id: int,
         step: int | None,
         kind: str,
         node: str | None,
         detail: dict[str, Any],
-    ) -> None:
-        s.add(CallEvent(call_id=call.id, at=self.clock.now(), step=step, kind=kind,
-                        node=node, detail=detail))
+        now: datetime,
+    ) -> dict[str, Any]:
+        return {
+            "call_id": call_id,
+            "at": now,
+            "step": step,
+            "kind": kind,
+            "node": node or None,
+            "detail": detail,
+        }
 
 
 def _describe_input(event: CallerInput, state: SessionState, engine: Engine) -> dict[str, Any]:
@@ -502,8 +702,11 @@ def _describe_input(event: CallerInput, state: SessionState, engine: Engine) -> 
         value = event.value[:64]
         return {"event": "digits", "value": "*" * len(value) if sensitive else value}
     if isinstance(event, Speech):
-        return {"event": "speech", "text": "***" if sensitive else event.text[:300],
-                "confidence": event.confidence}
+        return {
+            "event": "speech",
+            "text": "***" if sensitive else event.text[:300],
+            "confidence": event.confidence,
+        }
     return {"event": "no_input"}
 
 

@@ -2,23 +2,28 @@
 
 SQLite runs in WAL mode with a busy timeout, and every transaction starts with
 ``BEGIN IMMEDIATE`` so concurrent writers queue for the lock instead of failing half-way
-(one web worker's read-then-write cannot interleave with another's). PostgreSQL uses row
-locks (``SELECT ... FOR UPDATE``) where the services need them.
+(one web worker's read-then-write cannot interleave with another's). Inside one process the
+transactions also queue on a lock of ours: SQLite's own busy handler waits by sleeping (up to
+100 ms a try), which would turn a few threads competing for the file into long pauses.
+PostgreSQL uses row locks (``SELECT ... FOR UPDATE``) where the services need them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 
-def make_engine(url: str, *, echo: bool = False, pool_size: int = 10,
-                busy_timeout_ms: int = 10_000) -> Engine:
+def make_engine(
+    url: str, *, echo: bool = False, pool_size: int = 10, busy_timeout_ms: int = 10_000
+) -> Engine:
     """Create an engine for ``url`` with the settings this application relies on."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -39,7 +44,10 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10,
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per transaction on the webhook path. A connection
+        # the server dropped fails its first statement, is discarded by the pool, and the
+        # services' single retry (or the provider's) runs on a fresh one.
+        pool_recycle=1800,
         pool_timeout=10,
         connect_args={"connect_timeout": 5},
     )
@@ -62,6 +70,26 @@ def _sqlite_setup(engine: Engine, busy_timeout_ms: int) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+T = TypeVar("T")
+
+
+def retry_once(work: Callable[[], T]) -> T:
+    """Run ``work`` (one whole transaction); run it once more if it lost a race or a connection.
+
+    A unique-key conflict means another worker did the same thing a moment earlier (the second
+    run then sees its result); an invalidated connection means the server dropped it (the
+    pool hands out a fresh one). Anything else, or a second failure, propagates.
+    """
+    try:
+        return work()
+    except IntegrityError:
+        return work()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        return work()
+
+
 def is_sqlite(engine: Engine) -> bool:
     """Whether ``engine`` talks to SQLite."""
     return engine.dialect.name == "sqlite"
@@ -73,6 +101,10 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.sessions = sessionmaker(engine, expire_on_commit=False)
+        self._writer = threading.RLock() if is_sqlite(engine) else None
+
+    def _serialised(self) -> AbstractContextManager[object]:
+        return self._writer if self._writer is not None else nullcontext()
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Database:
@@ -82,8 +114,14 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session in one transaction: committed on success, rolled back on error."""
-        with self.sessions() as session, session.begin():
+        with self._serialised(), self.sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A Core connection in one transaction (for hot paths that skip the ORM)."""
+        with self._serialised(), self.engine.begin() as conn:
+            yield conn
 
     def dispose(self) -> None:
         """Close pooled connections."""

@@ -51,7 +51,7 @@ MAX_TRANSITIONS = 64
 MAX_HISTORY = 200
 MAX_DIGITS_INPUT = 40
 RED_FLAG_PRIORITY = 100
-_DIGITS_RE = re.compile(r"^[0-9*#]{1,%d}$" % MAX_DIGITS_INPUT)
+_DIGITS_RE = re.compile(rf"^[0-9*#]{{1,{MAX_DIGITS_INPUT}}}$")
 
 
 # ---------------------------------------------------------------- events
@@ -240,9 +240,7 @@ class Engine:
         }
         # Red flags are checked in every language: a caller may mix them.
         self._red_flags = speech.PhraseMatcher(
-            (phrase, phrase)
-            for phrases in self.settings.red_flags.values()
-            for phrase in phrases
+            (phrase, phrase) for phrases in self.settings.red_flags.values() for phrase in phrases
         )
         self._menus: dict[tuple[str, str, str], speech.PhraseMatcher] = {}
         for flow in flows.flows.values():
@@ -383,8 +381,8 @@ class Engine:
             run.outcome = "hangup"
             return None
         assert isinstance(node, GotoNode)
-        target = self.flows.flows[node.flow]
-        return target.name, node.node or target.start
+        goto_flow = self.flows.flows[node.flow]
+        return goto_flow.name, node.node or goto_flow.start
 
     # ------------------------------------------------------------ output helpers
 
@@ -451,9 +449,7 @@ class Engine:
         phrase = self._red_flags.all_matches(text)
         if not phrase:
             return False
-        run.trace.append(
-            Trace("red_flag", self._where(run.state), {"phrase": phrase[0][0]})
-        )
+        run.trace.append(Trace("red_flag", self._where(run.state), {"phrase": phrase[0][0]}))
         run.state = replace(run.state, vars={**run.state.vars, "red_flag": phrase[0][0]})
         self._say(run, ("system.red_flag",))
         self._enqueue(run, self.settings.red_flag_queue, RED_FLAG_PRIORITY, "red_flag")
@@ -571,7 +567,9 @@ class Engine:
             self._retry(run, flow, node, "system.invalid", clock)
             return
         shown = "*" * len(value) if node.sensitive else value
-        run.trace.append(Trace("collected", where, {"store": node.store, "value": shown, "via": via}))
+        run.trace.append(
+            Trace("collected", where, {"store": node.store, "value": shown, "via": via})
+        )
         run.state = replace(run.state, vars={**run.state.vars, node.store: value})
         self._enter(run, flow.name, node.next, clock)
 
@@ -593,12 +591,12 @@ class Engine:
     ) -> None:
         target = node.outcomes.get(result.outcome) or node.outcomes.get("default")
         run.trace.append(
-            Trace("action", self._where(run.state), {"action": node.action, "outcome": result.outcome})
+            Trace(
+                "action", self._where(run.state), {"action": node.action, "outcome": result.outcome}
+            )
         )
         if node.store is not None:
-            run.state = replace(
-                run.state, vars={**run.state.vars, node.store: dict(result.data)}
-            )
+            run.state = replace(run.state, vars={**run.state.vars, node.store: dict(result.data)})
         if target is None:
             self._to_person(run, flow, "system.action_failed", f"action_{result.outcome}")
             return

@@ -60,7 +60,7 @@ class Dial:
 
 @dataclass(frozen=True)
 class SendSms:
-    """Ask for an SMS to the caller (written to the outbox by the call service, never sent inline)."""
+    """Ask for an SMS to the caller (the call service writes it to the outbox, never inline)."""
 
     template: str
     language: str

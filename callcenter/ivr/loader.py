@@ -106,8 +106,15 @@ _FIELDS: dict[str, tuple[set[str], set[str]]] = {
 }
 
 
-def _int(raw: Mapping[str, Any], key: str, where: str, problems: _Problems, lo: int, hi: int,
-         default: int | None) -> int | None:
+def _int(
+    raw: Mapping[str, Any],
+    key: str,
+    where: str,
+    problems: _Problems,
+    lo: int,
+    hi: int,
+    default: int | None,
+) -> int | None:
     if key not in raw:
         return default
     value = raw[key]
@@ -178,7 +185,9 @@ def _keywords(raw: Any, where: str, problems: _Problems) -> dict[str, tuple[str,
     result: dict[str, tuple[str, ...]] = {}
     for lang, words in raw.items():
         if lang not in LANGUAGES:
-            problems.add(where, f"'keywords': unknown language {lang!r} (use {', '.join(LANGUAGES)})")
+            problems.add(
+                where, f"'keywords': unknown language {lang!r} (use {', '.join(LANGUAGES)})"
+            )
             continue
         if not isinstance(words, list) or not all(isinstance(w, str) and w.strip() for w in words):
             problems.add(where, f"'keywords.{lang}' must be a list of non-empty strings")
@@ -290,8 +299,10 @@ def _node(node_id: str, raw: Any, where: str, problems: _Problems) -> Node | Non
         )
     if kind == "action":
         outcomes = raw["outcomes"]
-        if not isinstance(outcomes, dict) or not outcomes or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in outcomes.items()
+        if (
+            not isinstance(outcomes, dict)
+            or not outcomes
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in outcomes.items())
         ):
             problems.add(where, "'outcomes' must map outcome names to nodes")
             outcomes = {}
@@ -299,16 +310,18 @@ def _node(node_id: str, raw: Any, where: str, problems: _Problems) -> Node | Non
         if not isinstance(args, dict):
             problems.add(where, "'args' must be a mapping")
             args = {}
-        store = raw.get("store")
-        if store is not None and (not isinstance(store, str) or not NAME_RE.match(store)):
+        action_store = raw.get("store")
+        if action_store is not None and (
+            not isinstance(action_store, str) or not NAME_RE.match(action_store)
+        ):
             problems.add(where, "'store' must be a lower-case name (letters, digits, _)")
-            store = None
+            action_store = None
         return ActionNode(
             id=node_id,
             action=_str(raw, "action", where, problems),
             args={str(k): str(v) for k, v in args.items()},
             outcomes=dict(outcomes),
-            store=store,
+            store=action_store,
             prompt=prompt,
         )
     if kind == "enqueue":
@@ -341,7 +354,9 @@ def _node(node_id: str, raw: Any, where: str, problems: _Problems) -> Node | Non
     )
 
 
-def parse_flow(name: str, data: Any, source: str, problems: _Problems, default_queue: str) -> Flow | None:
+def parse_flow(
+    name: str, data: Any, source: str, problems: _Problems, default_queue: str
+) -> Flow | None:
     """Parse one flow document (already read from YAML) into a :class:`Flow`."""
     if not isinstance(data, dict):
         problems.add(source, "a flow file is a mapping with 'start' and 'nodes'")
@@ -462,7 +477,7 @@ def _check_silent_loops(flow: Flow, problems: _Problems) -> None:
             if nxt not in silent:
                 continue
             if state.get(nxt) == 1:
-                cycle = [*path[path.index(nxt):], nxt] if nxt in path else [nid, nxt]
+                cycle = [*path[path.index(nxt) :], nxt] if nxt in path else [nid, nxt]
                 problems.add(
                     f"{flow.source}: node '{nxt}'",
                     "loops without waiting for the caller: " + " -> ".join(cycle),

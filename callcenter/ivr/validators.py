@@ -22,8 +22,20 @@ def _date_yyyymmdd(value: str) -> bool:
     year, month, day = int(value[:4]), int(value[4:6]), int(value[6:])
     if not (1900 <= year <= 2100 and 1 <= month <= 12):
         return False
-    days = [31, 29 if (year % 4 == 0 and year % 100 != 0) or year % 400 == 0 else 28,
-            31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+    days = [
+        31,
+        29 if (year % 4 == 0 and year % 100 != 0) or year % 400 == 0 else 28,
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ]
     return 1 <= day <= days[month - 1]
 
 

@@ -39,8 +39,15 @@ class InboundSmsService:
         self.clock = clock
         self.default_region = default_region
 
-    def receive(self, *, provider: str, message_id: str, sender: str | None,
-                recipient: str | None, body: str) -> str | None:
+    def receive(
+        self,
+        *,
+        provider: str,
+        message_id: str,
+        sender: str | None,
+        recipient: str | None,
+        body: str,
+    ) -> str | None:
         """Store an inbound SMS; return the reply text (``None``: send no reply)."""
         text = (body or "")[:MAX_BODY_CHARS]
         sender_e164 = normalize_caller_id(sender, self.default_region)
@@ -67,8 +74,9 @@ class InboundSmsService:
             return None
         return f"{REPLY_ZH}\n{REPLY_EN}"
 
-    def status(self, *, provider: str, message_id: str, status: str,
-               detail: dict[str, Any]) -> bool:
+    def status(
+        self, *, provider: str, message_id: str, status: str, detail: dict[str, Any]
+    ) -> bool:
         """Record an SMS delivery status once; ``False`` when it was a duplicate."""
         status = status.strip().lower()[:32]
         try:
@@ -83,8 +91,16 @@ class InboundSmsService:
                 )
                 if exists is not None:
                     return False
-                s.add(ProviderStatus(provider=provider, kind="sms", provider_id=message_id,
-                                     status=status, detail=detail, at=self.clock.now()))
+                s.add(
+                    ProviderStatus(
+                        provider=provider,
+                        kind="sms",
+                        provider_id=message_id,
+                        status=status,
+                        detail=detail,
+                        at=self.clock.now(),
+                    )
+                )
         except IntegrityError:
             return False
         return True

@@ -1,4 +1,4 @@
-"""Alembic environment: runs migrations on the connection handed in by :mod:`callcenter.db.migrate`."""
+"""Alembic environment: runs on the connection handed in by :mod:`callcenter.db.migrate`."""
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool

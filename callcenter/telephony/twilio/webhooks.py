@@ -72,9 +72,7 @@ def caller_input(form: Any) -> CallerInput:
     return NoInput()
 
 
-def create_blueprint(
-    config: Config, calls: CallService, sms: InboundSmsService
-) -> Blueprint:
+def create_blueprint(config: Config, calls: CallService, sms: InboundSmsService) -> Blueprint:
     """The Twilio webhook blueprint, bound to the given services."""
     bp = Blueprint("twilio", __name__, url_prefix="/twilio")
     settings = config.settings
