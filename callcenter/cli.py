@@ -251,6 +251,11 @@ def demo(state: _State, load_only: bool, host: str | None, port: int | None) -> 
 
     config = state.config()
     secrets_file = _demo_secrets(config)
+    if not (os.environ.get("PUBLIC_BASE_URL") or os.environ.get("CALLCENTER_WEB_PUBLIC_BASE_URL")):
+        # Locally the public URL is where the demo listens (workers read it from here too).
+        os.environ["CALLCENTER_WEB_PUBLIC_BASE_URL"] = (
+            f"http://localhost:{port or config.settings.web.port}"
+        )
     config = state.reload()
     engine = make_engine(config.database_url)
     try:

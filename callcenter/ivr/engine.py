@@ -29,8 +29,11 @@ from ..clock import Clock
 from . import speech
 from .instructions import Enqueue, Gather, Hangup, Instruction, Say, SendSms
 from .model import (
+    INPUT_TYPES,
     ActionNode,
+    AskNode,
     BranchNode,
+    ChooseNode,
     CollectNode,
     Condition,
     EnqueueNode,
@@ -292,13 +295,17 @@ class Engine:
             return run.step()
         if isinstance(node, ActionNode):
             raise EngineError(f"caller input arrived while action {node.action!r} is running")
-        assert isinstance(node, (MenuNode, CollectNode))
+        assert isinstance(node, INPUT_TYPES)
         if isinstance(event, Speech):
             text = speech.clean(event.text)
             if text and self._red_flag(run, flow, node, text):
                 return run.step()
             if isinstance(node, MenuNode):
                 self._menu_speech(run, flow, node, text, clock)
+            elif isinstance(node, AskNode):
+                self._ask_speech(run, flow, node, text, clock)
+            elif isinstance(node, ChooseNode):
+                self._choose_speech(run, flow, node, text, clock)
             else:
                 self._collect_speech(run, flow, node, text, clock)
         elif isinstance(event, Digits):
@@ -314,7 +321,7 @@ class Engine:
             return (Hangup(),)
         node = self.flows.flows[state.flow].nodes[state.node]
         run = _Run(state)
-        if isinstance(node, (MenuNode, CollectNode)):
+        if isinstance(node, INPUT_TYPES):
             self._gather(run, node)
         return tuple(run.out)
 
@@ -341,7 +348,7 @@ class Engine:
         if isinstance(node, SayNode):
             self._say(run, node.prompt)
             return flow.name, node.next
-        if isinstance(node, (MenuNode, CollectNode)):
+        if isinstance(node, INPUT_TYPES):
             run.state = replace(run.state, retries=0)
             self._gather(run, node)
             return None
@@ -401,7 +408,7 @@ class Engine:
         for key in keys:
             run.out.append(Say(self._text(key, run.state), run.state.language))
 
-    def _gather(self, run: _Run, node: MenuNode | CollectNode) -> None:
+    def _gather(self, run: _Run, node: MenuNode | AskNode | ChooseNode | CollectNode) -> None:
         lang = run.state.language
         prompts = tuple(Say(self._text(k, run.state), lang) for k in node.prompt)
         timeout = node.timeout_s or self.settings.gather_timeout_s
@@ -415,6 +422,13 @@ class Engine:
                     for word in words
                 )
             )
+            run.out.append(
+                Gather(prompts=prompts, language=lang, max_digits=1, hints=hints, timeout_s=timeout)
+            )
+        elif isinstance(node, (AskNode, ChooseNode)):
+            hints = ()
+            if isinstance(node, ChooseNode):
+                hints = tuple(self._choices(run.state, node))
             run.out.append(
                 Gather(prompts=prompts, language=lang, max_digits=1, hints=hints, timeout_s=timeout)
             )
@@ -456,7 +470,12 @@ class Engine:
         return True
 
     def _digits(
-        self, run: _Run, flow: Flow, node: MenuNode | CollectNode, raw: str, clock: Clock
+        self,
+        run: _Run,
+        flow: Flow,
+        node: MenuNode | AskNode | ChooseNode | CollectNode,
+        raw: str,
+        clock: Clock,
     ) -> None:
         value = (raw or "").strip()
         if not _DIGITS_RE.match(value):
@@ -478,6 +497,19 @@ class Engine:
                 self._retry(run, flow, node, "system.invalid", clock)
                 return
             self._choose(run, flow, node, option.key, "dtmf", clock)
+            return
+        if isinstance(node, ChooseNode):
+            count = len(self._choices(run.state, node))
+            if value.isdigit() and 1 <= int(value) <= count:
+                self._picked(run, flow, node, int(value), "dtmf", clock)
+                return
+            run.trace.append(Trace("invalid", self._where(run.state), {"reason": "no_option"}))
+            self._retry(run, flow, node, "system.invalid", clock)
+            return
+        if isinstance(node, AskNode):
+            # An open question wants words; keys other than * and 0 are not an answer.
+            run.trace.append(Trace("invalid", self._where(run.state), {"reason": "keys_for_ask"}))
+            self._retry(run, flow, node, "system.invalid", clock)
             return
         self._collected(run, flow, node, value.rstrip("#"), "dtmf", clock)
 
@@ -501,11 +533,78 @@ class Engine:
                 run.trace.append(Trace("repeat", where, {"via": "speech"}))
                 self._gather(run, node)
                 return
+        if key is None and node.otherwise is not None:
+            run.trace.append(Trace("heard", where, {"speech": text}))
+            run.state = replace(run.state, vars={**run.state.vars, "heard": text})
+            self._enter(run, flow.name, node.otherwise, clock)
+            return
         if key is None:
             run.trace.append(Trace("invalid", where, {"reason": "not_understood", "speech": text}))
             self._retry(run, flow, node, "system.invalid", clock)
             return
+        run.state = replace(run.state, vars={**run.state.vars, "heard": text})
         self._choose(run, flow, node, key, "speech", clock, heard=text)
+
+    def _is_person_or_repeat(
+        self, run: _Run, flow: Flow, node: AskNode | ChooseNode, text: str
+    ) -> bool:
+        lang = run.state.language
+        where = self._where(run.state)
+        if self._person[lang].match(text) or self._person["en"].match(text):
+            run.trace.append(Trace("choice", where, {"key": "0", "via": "speech"}))
+            self._to_person(run, flow, "system.transfer", "caller_request")
+            return True
+        if self._repeat[lang].match(text):
+            run.trace.append(Trace("repeat", where, {"via": "speech"}))
+            self._gather(run, node)
+            return True
+        return False
+
+    def _ask_speech(self, run: _Run, flow: Flow, node: AskNode, text: str, clock: Clock) -> None:
+        where = self._where(run.state)
+        if not text:
+            run.trace.append(Trace("no_input", where, {"via": "speech"}))
+            self._retry(run, flow, node, "system.no_input", clock)
+            return
+        if len(speech.normalize(text)) <= 8 and self._is_person_or_repeat(run, flow, node, text):
+            return
+        run.trace.append(Trace("heard", where, {"store": node.store, "speech": text}))
+        run.state = replace(run.state, vars={**run.state.vars, node.store: text})
+        self._enter(run, flow.name, node.next, clock)
+
+    def _choices(self, state: SessionState, node: ChooseNode) -> list[str]:
+        value: Any = state.vars
+        for part in node.options_from.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if not isinstance(value, list):
+            return []
+        return [str(v) for v in value[:9]]
+
+    def _choose_speech(
+        self, run: _Run, flow: Flow, node: ChooseNode, text: str, clock: Clock
+    ) -> None:
+        where = self._where(run.state)
+        if not text:
+            run.trace.append(Trace("no_input", where, {"via": "speech"}))
+            self._retry(run, flow, node, "system.no_input", clock)
+            return
+        labels = self._choices(run.state, node)
+        matcher = speech.PhraseMatcher((str(i), label) for i, label in enumerate(labels, 1))
+        picked = matcher.match(text) or speech.spoken_choice(text)
+        if picked is not None and picked.isdigit() and 1 <= int(picked) <= len(labels):
+            self._picked(run, flow, node, int(picked), "speech", clock)
+            return
+        if self._is_person_or_repeat(run, flow, node, text):
+            return
+        run.trace.append(Trace("invalid", where, {"reason": "not_understood", "speech": text}))
+        self._retry(run, flow, node, "system.invalid", clock)
+
+    def _picked(
+        self, run: _Run, flow: Flow, node: ChooseNode, number: int, via: str, clock: Clock
+    ) -> None:
+        run.trace.append(Trace("choice", self._where(run.state), {"key": str(number), "via": via}))
+        run.state = replace(run.state, vars={**run.state.vars, node.store: number})
+        self._enter(run, flow.name, node.next, clock)
 
     def _collect_speech(
         self, run: _Run, flow: Flow, node: CollectNode, text: str, clock: Clock
@@ -574,7 +673,12 @@ class Engine:
         self._enter(run, flow.name, node.next, clock)
 
     def _retry(
-        self, run: _Run, flow: Flow, node: MenuNode | CollectNode, prompt: str, clock: Clock
+        self,
+        run: _Run,
+        flow: Flow,
+        node: MenuNode | AskNode | ChooseNode | CollectNode,
+        prompt: str,
+        clock: Clock,
     ) -> None:
         limit = node.max_retries if node.max_retries is not None else self.settings.max_retries
         retries = run.state.retries + 1

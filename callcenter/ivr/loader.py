@@ -21,7 +21,9 @@ import yaml
 
 from .model import (
     ActionNode,
+    AskNode,
     BranchNode,
+    ChooseNode,
     CollectNode,
     Condition,
     EnqueueNode,
@@ -54,6 +56,49 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 TIME_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML loader that refuses duplicate keys (plain YAML keeps the last one silently)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    result: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a plain value", key_node.start_mark
+            ) from None
+        if key in result:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        result[key] = loader.construct_object(value_node, deep=True)
+    return result
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,
+)
+
+
+def _keys_to_text(data: Any) -> Any:
+    """Mapping keys as text, so ``1:`` and ``"1":`` mean the same and errors can name them."""
+    if isinstance(data, dict):
+        return {str(k): _keys_to_text(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_keys_to_text(v) for v in data]
+    return data
+
+
+def read_yaml(text: str) -> Any:
+    """Parse YAML strictly (duplicate keys are errors) with text mapping keys."""
+    return _keys_to_text(yaml.load(text, Loader=_StrictLoader))  # noqa: S506 - safe subclass
+
+
 class FlowError(Exception):
     """One or more problems in flow files; ``problems`` lists them as ``file: node: reason``."""
 
@@ -84,7 +129,9 @@ def _prompt_list(value: Any, where: str, problems: _Problems) -> tuple[str, ...]
 _FIELDS: dict[str, tuple[set[str], set[str]]] = {
     # type: (required fields, optional fields)
     "say": ({"prompt", "next"}, set()),
-    "menu": ({"prompt", "options"}, {"max_retries", "timeout_s"}),
+    "menu": ({"prompt", "options"}, {"max_retries", "timeout_s", "otherwise"}),
+    "ask": ({"prompt", "store", "next"}, {"max_retries", "timeout_s"}),
+    "choose": ({"prompt", "options_from", "store", "next"}, {"max_retries", "timeout_s"}),
     "collect": (
         {"prompt", "store", "next"},
         {
@@ -201,7 +248,7 @@ def _node(node_id: str, raw: Any, where: str, problems: _Problems) -> Node | Non
         problems.add(where, "must be a mapping with a 'type'")
         return None
     kind = raw.get("type")
-    if kind not in _FIELDS:
+    if not isinstance(kind, str) or kind not in _FIELDS:
         problems.add(where, f"unknown node type {kind!r} (known: {', '.join(sorted(_FIELDS))})")
         return None
     required, optional = _FIELDS[kind]
@@ -245,12 +292,43 @@ def _node(node_id: str, raw: Any, where: str, problems: _Problems) -> Node | Non
                         red_flag=bool(opt.get("red_flag", False)),
                     )
                 )
+        otherwise = raw.get("otherwise")
+        if otherwise is not None and not isinstance(otherwise, str):
+            problems.add(where, "field 'otherwise': must name a node")
+            otherwise = None
         return MenuNode(
             id=node_id,
             prompt=prompt,
             options=tuple(options),
             max_retries=_int(raw, "max_retries", where, problems, 0, 10, None),
             timeout_s=_int(raw, "timeout_s", where, problems, 1, 60, None),
+            otherwise=otherwise,
+        )
+    if kind in ("ask", "choose"):
+        store = _str(raw, "store", where, problems)
+        if store and not NAME_RE.match(store):
+            problems.add(where, "'store' must be a lower-case name (letters, digits, _)")
+        retries = _int(raw, "max_retries", where, problems, 0, 10, None)
+        timeout = _int(raw, "timeout_s", where, problems, 1, 60, None)
+        nxt = _str(raw, "next", where, problems)
+        if kind == "ask":
+            return AskNode(
+                id=node_id,
+                prompt=prompt,
+                store=store,
+                next=nxt,
+                max_retries=retries,
+                timeout_s=timeout,
+            )
+        source = _str(raw, "options_from", where, problems)
+        return ChooseNode(
+            id=node_id,
+            prompt=prompt,
+            options_from=source,
+            store=store,
+            next=nxt,
+            max_retries=retries,
+            timeout_s=timeout,
         )
     if kind == "collect":
         store = _str(raw, "store", where, problems)
@@ -502,7 +580,11 @@ def load_prompts(directory: Path, problems: _Problems) -> Prompts:
             texts[lang] = {}
             continue
         try:
-            data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+            data = read_yaml(file.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            problems.add(where, "not UTF-8 text")
+            texts[lang] = {}
+            continue
         except yaml.YAMLError as exc:
             problems.add(where, f"not valid YAML: {exc}")
             texts[lang] = {}
@@ -560,7 +642,10 @@ def load_flows(
             problems.add(str(file), "flow file names are lower-case names (letters, digits, _)")
             continue
         try:
-            data = yaml.safe_load(reader(file))
+            data = read_yaml(reader(file))
+        except UnicodeDecodeError:
+            problems.add(str(file), "not UTF-8 text")
+            continue
         except yaml.YAMLError as exc:
             problems.add(str(file), f"not valid YAML: {exc}")
             continue

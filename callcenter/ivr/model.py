@@ -59,6 +59,38 @@ class MenuNode:
     options: tuple[MenuOption, ...]
     max_retries: int | None = None
     timeout_s: int | None = None
+    #: Where speech that chooses no option goes (the words are stored in ``heard``); without
+    #: it, such speech is invalid input and the menu asks again.
+    otherwise: str | None = None
+
+
+@dataclass(frozen=True)
+class AskNode:
+    """Ask an open question and keep what the caller said in a session variable."""
+
+    id: str
+    prompt: tuple[str, ...]
+    store: str
+    next: str
+    max_retries: int | None = None
+    timeout_s: int | None = None
+
+
+@dataclass(frozen=True)
+class ChooseNode:
+    """Offer up to 9 choices held in a session variable (a list of spoken labels).
+
+    The caller presses the choice's number or says its label; the chosen number (1-based) is
+    stored in ``store``. Used to pick among search results when the best match is uncertain.
+    """
+
+    id: str
+    prompt: tuple[str, ...]
+    options_from: str
+    store: str
+    next: str
+    max_retries: int | None = None
+    timeout_s: int | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +173,8 @@ class GotoNode:
 Node = (
     SayNode
     | MenuNode
+    | AskNode
+    | ChooseNode
     | CollectNode
     | BranchNode
     | ActionNode
@@ -151,16 +185,20 @@ Node = (
 )
 
 #: Node types that stop and wait for the caller or for a service.
-WAITING_TYPES = (MenuNode, CollectNode, ActionNode)
+WAITING_TYPES = (MenuNode, AskNode, ChooseNode, CollectNode, ActionNode)
+#: Node types that gather caller input.
+INPUT_TYPES = (MenuNode, AskNode, ChooseNode, CollectNode)
 
 
 def local_targets(node: Node) -> Iterator[str]:
     """Yield the ids of nodes in the same flow that ``node`` can go to."""
-    if isinstance(node, (SayNode, CollectNode, SmsNode)):
+    if isinstance(node, (SayNode, CollectNode, SmsNode, AskNode, ChooseNode)):
         yield node.next
     elif isinstance(node, MenuNode):
         for option in node.options:
             yield option.next
+        if node.otherwise is not None:
+            yield node.otherwise
     elif isinstance(node, BranchNode):
         for _cond, target in node.cases:
             yield target

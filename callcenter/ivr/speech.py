@@ -104,10 +104,10 @@ def pinyin_key(text: str) -> str:
 def spoken_digits(text: str) -> str | None:
     """Read a spoken number ("幺三八", "one three eight", "1 3 8") as ASCII digits, or ``None``."""
     cleaned = unicodedata.normalize("NFKC", text).lower()
-    words = re.findall(r"[a-z]+|\d|[^\sa-z\d]", cleaned)
+    words = re.findall(r"[a-z]+|[0-9]|[^\sa-z0-9]", cleaned)
     out: list[str] = []
     for word in words:
-        if word.isdigit():
+        if word.isascii() and word.isdigit():
             out.append(word)
         elif word in _ZH_DIGITS:
             out.append(_ZH_DIGITS[word])
@@ -121,19 +121,20 @@ def spoken_digits(text: str) -> str | None:
 
 
 def spoken_choice(text: str) -> str | None:
-    """A single menu choice said aloud ("按1", "第二项", "press three"), as one digit."""
+    """A single menu choice said aloud ("按1", "第二项", "press three", "Press 2."): one digit."""
+    cleaned = unicodedata.normalize("NFKC", text).lower()
+    tokens = [t for t in re.findall(r"[a-z]+|[0-9]|[^a-z0-9]", cleaned) if not _DROP.fullmatch(t)]
+    if tokens and all(t.isascii() for t in tokens):
+        words = [t for t in tokens if t not in _CHOICE_FILLER_EN]
+        if len(words) != 1:
+            return None
+        word = words[0]
+        return word if word.isdigit() else _EN_DIGITS.get(word)
     norm = normalize(text)
     for filler in _CHOICE_FILLER_ZH:
         norm = norm.replace(filler, "")
-    words = re.findall(r"[a-z]+|\d|[^a-z\d]", unicodedata.normalize("NFKC", text).lower())
-    english = [w for w in words if w.isalpha() and w.isascii() and w not in _CHOICE_FILLER_EN]
-    if english and all(w.isascii() for w in words if not _DROP.fullmatch(w)):
-        digits = [_EN_DIGITS.get(w) for w in english]
-        digits += [w for w in words if w.isdigit()]
-        found = [d for d in digits if d is not None]
-        return found[0] if len(found) == 1 and len(english) <= 1 else None
     if len(norm) == 1:
-        if norm.isdigit():
+        if norm.isascii() and norm.isdigit():
             return norm
         return _ZH_DIGITS.get(norm)
     return None
