@@ -46,6 +46,7 @@ from ..ivr.engine import (
     Step,
     Trace,
 )
+from ..logs import mask_text
 from ..phone import mask, normalize_caller_id
 from .actions import ActionContext, ActionRegistry
 
@@ -682,6 +683,9 @@ class CallService:
         detail: dict[str, Any],
         now: datetime,
     ) -> dict[str, Any]:
+        if "speech" in detail:
+            # What a caller says may hold a phone or ID number: kept masked, like the logs.
+            detail = {**detail, "speech": mask_text(str(detail["speech"]))}
         return {
             "call_id": call_id,
             "at": now,
@@ -704,7 +708,7 @@ def _describe_input(event: CallerInput, state: SessionState, engine: Engine) -> 
     if isinstance(event, Speech):
         return {
             "event": "speech",
-            "text": "***" if sensitive else event.text[:300],
+            "text": "***" if sensitive else mask_text(event.text[:300]),
             "confidence": event.confidence,
         }
     return {"event": "no_input"}

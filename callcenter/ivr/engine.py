@@ -206,6 +206,26 @@ class _SafeVars(dict[str, Any]):
         return ""
 
 
+class _SafeFormatter(string.Formatter):
+    """Fills ``{name}``, ``{result[field]}``; anything missing is spoken as nothing, never as
+    the placeholder itself."""
+
+    def get_field(self, field_name: str, args: Any, kwargs: Any) -> tuple[Any, str]:
+        try:
+            return super().get_field(field_name, args, kwargs)
+        except (KeyError, IndexError, AttributeError, TypeError, ValueError):
+            return "", field_name
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        try:
+            return str(super().format_field(value, format_spec))
+        except (ValueError, TypeError):
+            return str(value)
+
+
+_FORMATTER = _SafeFormatter()
+
+
 class _Run:
     """Accumulates one step's output while the engine walks nodes."""
 
@@ -400,9 +420,10 @@ class Engine:
         values = _SafeVars(state.vars)
         values.setdefault("language", state.language)
         try:
-            return string.Formatter().vformat(template, (), values)
-        except (KeyError, IndexError, AttributeError, ValueError, TypeError):
-            return template
+            return _FORMATTER.vformat(template, (), values)
+        except (ValueError, IndexError):
+            # Only a malformed template gets here; the loader refuses those in prompts.
+            return ""
 
     def _say(self, run: _Run, keys: tuple[str, ...]) -> None:
         for key in keys:
@@ -723,6 +744,9 @@ class Engine:
         value = state.vars.get(cond.var)
         if cond.in_ is not None:
             return value in cond.in_
+        if isinstance(value, str) != isinstance(cond.equals, str) and cond.equals is not None:
+            # Collected input is text; `equals: 1` in YAML is a number. Compare as written.
+            return str(value) == str(cond.equals)
         return bool(value == cond.equals)
 
 

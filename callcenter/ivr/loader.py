@@ -171,6 +171,14 @@ def _int(
     return value
 
 
+def _bool(raw: Mapping[str, Any], key: str, where: str, problems: _Problems) -> bool:
+    value = raw.get(key, False)
+    if not isinstance(value, bool):
+        problems.add(where, f"field '{key}': must be true or false")
+        return False
+    return value
+
+
 def _str(raw: Mapping[str, Any], key: str, where: str, problems: _Problems) -> str:
     value = raw.get(key)
     if not isinstance(value, str) or not value:
@@ -185,6 +193,12 @@ def _condition(raw: Any, where: str, problems: _Problems) -> Condition | None:
         return None
     keys = set(raw)
     if keys == {"language"}:
+        if raw["language"] not in LANGUAGES:
+            problems.add(
+                where,
+                f"'language' is {raw['language']!r}; it must be one of {', '.join(LANGUAGES)}",
+            )
+            return None
         return Condition(language=str(raw["language"]))
     if keys == {"time_between"}:
         window = raw["time_between"]
@@ -289,7 +303,7 @@ def _node(node_id: str, raw: Any, where: str, problems: _Problems) -> Node | Non
                         next=_str(opt, "next", owhere, problems),
                         keywords=_keywords(opt.get("keywords"), owhere, problems),
                         set_language=lang,
-                        red_flag=bool(opt.get("red_flag", False)),
+                        red_flag=_bool(opt, "red_flag", owhere, problems),
                     )
                 )
         otherwise = raw.get("otherwise")
@@ -335,7 +349,7 @@ def _node(node_id: str, raw: Any, where: str, problems: _Problems) -> Node | Non
         if store and not NAME_RE.match(store):
             problems.add(where, "'store' must be a lower-case name (letters, digits, _)")
         validate = raw.get("validate", "digits")
-        if validate not in VALIDATORS:
+        if not isinstance(validate, str) or validate not in VALIDATORS:
             problems.add(
                 where, f"unknown validator {validate!r} (known: {', '.join(sorted(VALIDATORS))})"
             )
@@ -355,7 +369,7 @@ def _node(node_id: str, raw: Any, where: str, problems: _Problems) -> Node | Non
             max_digits=max_d,
             finish_on_key=str(finish),
             validate=str(validate),
-            sensitive=bool(raw.get("sensitive", False)),
+            sensitive=_bool(raw, "sensitive", where, problems),
             max_retries=_int(raw, "max_retries", where, problems, 0, 10, None),
             timeout_s=_int(raw, "timeout_s", where, problems, 1, 60, None),
         )
@@ -419,7 +433,7 @@ def _node(node_id: str, raw: Any, where: str, problems: _Problems) -> Node | Non
             template=_str(raw, "template", where, problems),
             params={str(k): str(v) for k, v in params.items()},
             next=_str(raw, "next", where, problems),
-            essential=bool(raw.get("essential", False)),
+            essential=_bool(raw, "essential", where, problems),
             prompt=prompt,
         )
     if kind == "hangup":
@@ -462,6 +476,9 @@ def parse_flow(
         if node is not None:
             nodes[node_id] = node
     queue = data.get("queue", default_queue)
+    if not isinstance(queue, str) or not NAME_RE.match(queue):
+        problems.add(source, "'queue' must name a queue (lower-case letters, digits, _)")
+        queue = default_queue
     return Flow(name=name, start=start, nodes=nodes, queue=str(queue), source=source)
 
 
