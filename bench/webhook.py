@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from sqlalchemy import text
 from twilio.request_validator import RequestValidator
@@ -79,8 +79,14 @@ def tree_rss_kib(pid: int) -> int:
 
 @contextmanager
 def server(cmd: list[str], env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -89,7 +95,9 @@ def server(cmd: list[str], env: dict[str, str], port: int) -> Iterator[subproces
                     break
             except OSError:
                 if proc.poll() is not None:
-                    raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "died")
+                    raise RuntimeError(
+                        proc.stderr.read().decode() if proc.stderr else "died"
+                    ) from None
                 time.sleep(0.1)
         else:
             raise RuntimeError("server did not start")
@@ -106,8 +114,15 @@ def server(cmd: list[str], env: dict[str, str], port: int) -> Iterator[subproces
 class Caller(threading.Thread):
     """One simulated caller making calls back to back on a keep-alive connection."""
 
-    def __init__(self, port: int, calls: int, latencies: list[float], errors: list[str],
-                 follow: bool, think: float) -> None:
+    def __init__(
+        self,
+        port: int,
+        calls: int,
+        latencies: list[float],
+        errors: list[str],
+        follow: bool,
+        think: float,
+    ) -> None:
         super().__init__(daemon=True)
         self.think = think
         self.rng = random.Random()
@@ -137,8 +152,13 @@ class Caller(threading.Thread):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         for _ in range(self.calls):
             sid = "CA" + uuid.uuid4().hex
-            base = {"CallSid": sid, "AccountSid": "AC" + "0" * 32, "From": "+8613800000001",
-                    "To": "+862155500100", "CallStatus": "ringing"}
+            base = {
+                "CallSid": sid,
+                "AccountSid": "AC" + "0" * 32,
+                "From": "+8613800000001",
+                "To": "+862155500100",
+                "CallStatus": "ringing",
+            }
             doc = self.post(conn, "/twilio/voice", base)
             for digit in STEPS:
                 path = "/twilio/voice/input?step=1"
@@ -151,13 +171,17 @@ class Caller(threading.Thread):
                 doc = self.post(conn, path, {**base, "Digits": digit, "CallStatus": "in-progress"})
             if self.follow and "<Enqueue" not in doc:
                 self.errors.append("call did not reach the queue")
-            self.post(conn, "/twilio/voice/status",
-                      {**base, "CallStatus": "completed", "CallDuration": "42"})
+            self.post(
+                conn,
+                "/twilio/voice/status",
+                {**base, "CallStatus": "completed", "CallDuration": "42"},
+            )
         conn.close()
 
 
-def load(port: int, pid: int, callers: int, calls: int, follow: bool,
-         think: float = 0.0) -> dict[str, float]:
+def load(
+    port: int, pid: int, callers: int, calls: int, follow: bool, think: float = 0.0
+) -> dict[str, float]:
     latencies: list[float] = []
     errors: list[str] = []
     per = max(1, calls // callers)
@@ -215,33 +239,57 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=600, help="calls in total per target")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--think", type=float, default=0.5,
-                        help="mean think time of the paced load, seconds")
-    parser.add_argument("--paced-calls", type=int, default=150,
-                        help="calls in total for the paced load")
+    parser.add_argument(
+        "--think", type=float, default=0.5, help="mean think time of the paced load, seconds"
+    )
+    parser.add_argument(
+        "--paced-calls", type=int, default=150, help="calls in total for the paced load"
+    )
     parser.add_argument("--only", choices=["sqlite", "postgresql", "baseline"], action="append")
     args = parser.parse_args()
     targets = args.only or ["baseline", "sqlite", "postgresql"]
-    print(f"{args.callers} concurrent callers, {args.calls} calls x {len(STEPS) + 2} requests, "
-          f"gunicorn {args.workers} workers x {args.threads} threads, {os.cpu_count()} CPUs")
+    print(
+        f"{args.callers} concurrent callers, {args.calls} calls x {len(STEPS) + 2} requests, "
+        f"gunicorn {args.workers} workers x {args.threads} threads, {os.cpu_count()} CPUs"
+    )
     results: dict[str, dict[str, float]] = {}
     workdir = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
     try:
         for target in targets:
             port = free_port()
-            env = {**os.environ, "TWILIO_AUTH_TOKEN": TOKEN, "SECRET_KEY": "bench",
-                   "PUBLIC_BASE_URL": BASE, "CALLCENTER_LOGGING_LEVEL": "WARNING",
-                   "CALLCENTER_INSTANCE_DATA_DIR": str(workdir)}
+            env = {
+                **os.environ,
+                "TWILIO_AUTH_TOKEN": TOKEN,
+                "SECRET_KEY": "bench",
+                "PUBLIC_BASE_URL": BASE,
+                "CALLCENTER_LOGGING_LEVEL": "WARNING",
+                "CALLCENTER_INSTANCE_DATA_DIR": str(workdir),
+            }
             if target == "baseline":
-                cmd = [str(BIN / "gunicorn"), "--chdir", str(ROOT / "bench"), "-b",
-                       f"127.0.0.1:{port}", "-w", str(args.workers), "-k", "gthread",
-                       "--threads", str(args.threads), "baseline_app:application"]
+                cmd = [
+                    str(BIN / "gunicorn"),
+                    "--chdir",
+                    str(ROOT / "bench"),
+                    "-b",
+                    f"127.0.0.1:{port}",
+                    "-w",
+                    str(args.workers),
+                    "-k",
+                    "gthread",
+                    "--threads",
+                    str(args.threads),
+                    "baseline_app:application",
+                ]
             else:
                 env["CALLCENTER_DATABASE_URL"] = prepare_database(target, workdir)
-                subprocess.run([str(BIN / "callcenter"), "db", "upgrade"], env=env, cwd=ROOT,
-                               check=True, capture_output=True)
-                cmd = [str(BIN / "callcenter"), "serve", "--host", "127.0.0.1", "--port",
-                       str(port)]
+                subprocess.run(
+                    [str(BIN / "callcenter"), "db", "upgrade"],
+                    env=env,
+                    cwd=ROOT,
+                    check=True,
+                    capture_output=True,
+                )
+                cmd = [str(BIN / "callcenter"), "serve", "--host", "127.0.0.1", "--port", str(port)]
                 env["CALLCENTER_WEB_WORKERS"] = str(args.workers)
                 env["CALLCENTER_WEB_THREADS"] = str(args.threads)
             follow = target != "baseline"
@@ -250,10 +298,12 @@ def main() -> None:
                 results[target] = load(port, proc.pid, args.callers, args.calls, follow)
                 paced = load(port, proc.pid, args.callers, args.paced_calls, follow, args.think)
             for mode, r in (("saturated", results[target]), ("paced", paced)):
-                print(f"{target:>10} {mode:>9}: {r['rps']:6.0f} req/s  p50 {r['p50']:6.1f} ms  "
-                      f"p95 {r['p95']:6.1f} ms  p99 {r['p99']:6.1f} ms  "
-                      f"peak RSS {r['peak_mib']:4.0f} MiB  "
-                      f"({int(r['requests'])} requests, {int(r['errors'])} errors)")
+                print(
+                    f"{target:>10} {mode:>9}: {r['rps']:6.0f} req/s  p50 {r['p50']:6.1f} ms  "
+                    f"p95 {r['p95']:6.1f} ms  p99 {r['p99']:6.1f} ms  "
+                    f"peak RSS {r['peak_mib']:4.0f} MiB  "
+                    f"({int(r['requests'])} requests, {int(r['errors'])} errors)"
+                )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if "baseline" in results:
