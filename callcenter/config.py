@@ -225,20 +225,25 @@ class Config:
         return ZoneInfo(self.settings.instance.timezone)
 
 
-def _env_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
-    """Map each environment variable name to the key path it overrides."""
-    paths: dict[str, tuple[str, ...]] = {}
+def _env_paths(
+    model: type[BaseModel], prefix: tuple[str, ...] = ()
+) -> dict[str, tuple[tuple[str, ...], bool]]:
+    """Map each environment variable name to (the key path it overrides, is it plain text)."""
+    paths: dict[str, tuple[tuple[str, ...], bool]] = {}
     for name, field in model.model_fields.items():
         path = (*prefix, name)
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, _Section):
             paths.update(_env_paths(annotation, path))
         else:
-            paths[ENV_PREFIX + "_".join(path).upper()] = path
+            plain = annotation is str or annotation is Path
+            paths[ENV_PREFIX + "_".join(path).upper()] = (path, plain)
     return paths
 
 
-ENV_KEYS = _env_paths(Settings)
+_ENV = _env_paths(Settings)
+#: environment variable name -> the key path it overrides
+ENV_KEYS: dict[str, tuple[str, ...]] = {name: path for name, (path, _plain) in _ENV.items()}
 
 
 def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
@@ -254,13 +259,15 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
     if "PUBLIC_BASE_URL" in environ and "CALLCENTER_WEB_PUBLIC_BASE_URL" not in environ:
         overrides["CALLCENTER_WEB_PUBLIC_BASE_URL"] = environ["PUBLIC_BASE_URL"]
     for key, text in overrides.items():
-        path = ENV_KEYS[key]
-        try:
-            value = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError:
-            value = text
-        if isinstance(value, (int, float, bool)) and path[-1] in {"url", "public_base_url"}:
-            value = text
+        path, plain = _ENV[key]
+        value: Any = text
+        if not plain:
+            # Numbers, booleans, lists and mappings are read as YAML; text stays text
+            # (a fallback number "+8621..." must keep its plus sign).
+            try:
+                value = yaml.safe_load(text) if text.strip() else ""
+            except yaml.YAMLError:
+                value = text
         node = raw
         for part in path[:-1]:
             child = node.setdefault(part, {})

@@ -12,8 +12,10 @@ from typing import Any
 
 # A Chinese resident ID: 17 digits + a digit or X. Checked before phone numbers.
 _ID_NUMBER = re.compile(r"(?<!\d)(\d{6})\d{8}(\d{3}[\dXx])(?!\d)")
-# Phone-like: optional +, then 7+ digits possibly split by spaces or dashes.
-_PHONE = re.compile(r"(?<![\w*])(\+?\d[\d \-]{5,}\d)(?!\w)")
+# Phone-like: optional +, then 6+ digits possibly split by spaces or dashes (6 digits: a
+# visit password or PIN).
+_PHONE = re.compile(r"(?<![\w*])(\+?\d[\d \-]{4,}\d)(?!\w)")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def mask_text(text: str) -> str:
@@ -23,8 +25,10 @@ def mask_text(text: str) -> str:
     def _phone(match: re.Match[str]) -> str:
         raw = match.group(1)
         digits = [c for c in raw if c.isdigit()]
-        if len(digits) < 7:
+        if len(digits) < 6 or _DATE.fullmatch(raw.strip()):
             return raw
+        if len(digits) == 6:
+            return "******"
         head = "+" if raw.startswith("+") else ""
         return head + "*" * (len(digits) - 4) + "".join(digits[-4:])
 

@@ -33,7 +33,7 @@ from ..db.models import (
     ProviderStatus,
     Resident,
 )
-from ..db.sql import insert_ignore, rows_inserted
+from ..db.sql import insert_ignore, inserted
 from ..ivr import instructions as ins
 from ..ivr.engine import (
     ActionResult,
@@ -251,9 +251,10 @@ class CallService:
         now = self.clock.now()
         status = status.strip().lower()[:32]
         with self.db.connection() as conn:
-            added = rows_inserted(
+            added = inserted(
                 conn.execute(
-                    insert_ignore(conn, status_t).values(
+                    insert_ignore(conn, status_t)
+                    .values(
                         provider=provider,
                         kind="call",
                         provider_id=provider_call_id,
@@ -261,6 +262,7 @@ class CallService:
                         detail=detail or {},
                         at=now,
                     )
+                    .returning(status_t.c.id)
                 )
             )
             if not added:

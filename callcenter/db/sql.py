@@ -18,6 +18,10 @@ def insert_ignore(conn: Connection, table: Table) -> Insert:
     raise NotImplementedError(f"unsupported database {conn.dialect.name}")
 
 
-def rows_inserted(result: Any) -> int:
-    """How many rows an INSERT really wrote (0 when ON CONFLICT skipped it)."""
-    return int(result.rowcount or 0)
+def inserted(result: Any) -> bool:
+    """Whether an ``insert_ignore(...).returning(...)`` really wrote its row.
+
+    The row count is not portable for ``ON CONFLICT DO NOTHING`` (PostgreSQL's driver may
+    report -1), so the statement returns a column and a skipped row returns nothing.
+    """
+    return result.first() is not None

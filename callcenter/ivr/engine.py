@@ -212,7 +212,8 @@ class _SafeFormatter(string.Formatter):
 
     def get_field(self, field_name: str, args: Any, kwargs: Any) -> tuple[Any, str]:
         try:
-            return super().get_field(field_name, args, kwargs)
+            found: tuple[Any, str] = super().get_field(field_name, args, kwargs)
+            return found
         except (KeyError, IndexError, AttributeError, TypeError, ValueError):
             return "", field_name
 

@@ -49,7 +49,8 @@ class InboundSmsService:
         body: str,
     ) -> str | None:
         """Store an inbound SMS; return the reply text (``None``: send no reply)."""
-        text = (body or "")[:MAX_BODY_CHARS]
+        # PostgreSQL text cannot hold NUL; keep everything else exactly as sent.
+        text = (body or "")[:MAX_BODY_CHARS].replace("\x00", "\ufffd")
         sender_e164 = normalize_caller_id(sender, self.default_region)
         try:
             with self.db.transaction() as s:

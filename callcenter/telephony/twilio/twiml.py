@@ -7,6 +7,7 @@ become markup.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -18,6 +19,13 @@ from ...ivr import instructions as ins
 
 #: Twilio's limit on the total length of speech hints.
 MAX_HINTS_CHARS = 500
+#: Characters XML 1.0 cannot carry at all (a document holding one does not parse).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def xml_text(text: str) -> str:
+    """``text`` with the characters XML cannot carry replaced by spaces."""
+    return _NOT_XML.sub(" ", text)
 
 
 @dataclass(frozen=True)
@@ -37,7 +45,7 @@ def queue_name(queue: str, language: str) -> str:
 
 def _say(parent: VoiceResponse | TwimlGather, item: ins.Say, ctx: RenderContext) -> None:
     voice = ctx.voices[item.language]
-    parent.say(item.text, voice=voice.say_voice, language=voice.say_language)
+    parent.say(xml_text(item.text), voice=voice.say_voice, language=voice.say_language)
 
 
 def render(instructions: Sequence[ins.Instruction], ctx: RenderContext) -> str:
@@ -78,7 +86,7 @@ def render(instructions: Sequence[ins.Instruction], ctx: RenderContext) -> str:
                 _say(gather, prompt, ctx)
         elif isinstance(item, ins.Enqueue):
             response.enqueue(
-                queue_name(item.queue, item.language),
+                xml_text(queue_name(item.queue, item.language)),
                 action=ctx.enqueue_action,
                 method="POST",
             )
@@ -95,7 +103,7 @@ def _hints(words: Sequence[str]) -> str:
     out: list[str] = []
     used = 0
     for word in words:
-        clean = word.replace(",", " ").strip()
+        clean = xml_text(word).replace(",", " ").strip()
         if not clean:
             continue
         cost = len(clean) + (1 if out else 0)
@@ -139,5 +147,5 @@ def message_reply(text: str | None) -> str:
 
     response = MessagingResponse()
     if text:
-        response.message(text)
+        response.message(xml_text(text))
     return str(response)

@@ -19,7 +19,9 @@ Endpoints (stable, documented in the README):
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
+import math
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
@@ -51,9 +53,20 @@ def _sid(name: str) -> str:
 
 
 def _int(value: str | None) -> int | None:
-    if value is None or not value.strip().isdigit() or len(value.strip()) > 9:
+    text = (value or "").strip()
+    if not text or not text.isascii() or not text.isdigit() or len(text) > 9:
         return None
-    return int(value.strip())
+    return int(text)
+
+
+def idempotency_token() -> str | None:
+    """The provider's retry token (not covered by the signature, so bounded here)."""
+    token = request.headers.get("I-Twilio-Idempotency-Token")
+    if not token:
+        return None
+    if len(token) > 100 or not token.isascii():
+        return "sha256:" + hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+    return token
 
 
 def caller_input(form: Any) -> CallerInput:
@@ -64,6 +77,8 @@ def caller_input(form: Any) -> CallerInput:
         try:
             confidence = float(form.get("Confidence", ""))
         except ValueError:
+            confidence = None
+        if confidence is not None and not math.isfinite(confidence):
             confidence = None
         return Speech(text=speech, confidence=confidence)
     digits = form.get("Digits", "")
@@ -125,7 +140,7 @@ def create_blueprint(config: Config, calls: CallService, sms: InboundSmsService)
                 provider_call_id=call_sid,
                 caller=request.form.get("From"),
                 called=request.form.get("To"),
-                idempotency_key=request.headers.get("I-Twilio-Idempotency-Token"),
+                idempotency_key=idempotency_token(),
                 direction="inbound",
             )
         except Exception:
@@ -146,7 +161,7 @@ def create_blueprint(config: Config, calls: CallService, sms: InboundSmsService)
                 provider_call_id=call_sid,
                 step=step,
                 event=caller_input(request.form),
-                idempotency_key=request.headers.get("I-Twilio-Idempotency-Token"),
+                idempotency_key=idempotency_token(),
             )
         except Exception:
             log.exception("call %s input failed; answering with the fallback", call_sid)
