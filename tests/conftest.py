@@ -144,8 +144,9 @@ def client(app: Flask) -> FlaskClient:
 class TwilioSigner:
     """Posts to the app the way Twilio does: form-encoded, with a valid X-Twilio-Signature."""
 
-    def __init__(self, client: FlaskClient, token: str = AUTH_TOKEN,
-                 base_url: str = PUBLIC_BASE_URL) -> None:
+    def __init__(
+        self, client: FlaskClient, token: str = AUTH_TOKEN, base_url: str = PUBLIC_BASE_URL
+    ) -> None:
         self.client = client
         self.validator = RequestValidator(token)
         self.base_url = base_url
@@ -154,8 +155,13 @@ class TwilioSigner:
         """The signature Twilio would send for ``path`` (with query) and ``params``."""
         return str(self.validator.compute_signature(self.base_url + path, params))
 
-    def post(self, path: str, params: dict[str, str], headers: dict[str, str] | None = None,
-             signature: str | None = None) -> Any:
+    def post(
+        self,
+        path: str,
+        params: dict[str, str],
+        headers: dict[str, str] | None = None,
+        signature: str | None = None,
+    ) -> Any:
         """POST ``params`` to ``path`` signed (or with the given ``signature``)."""
         sig = self.signature(path, params) if signature is None else signature
         all_headers = {"X-Twilio-Signature": sig, **(headers or {})}

@@ -30,7 +30,9 @@ def test_cli_help_for_every_command() -> None:
 
 def test_console_script_is_installed() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "callcenter.cli", "--help"], capture_output=True, text=True,
+        [sys.executable, "-m", "callcenter.cli", "--help"],
+        capture_output=True,
+        text=True,
         check=True,
     )
     assert "Health Hotline" in out.stdout
