@@ -12,6 +12,8 @@ from flask import Flask, jsonify
 from callcenter.bootstrap import Services
 from callcenter.telephony.twilio.webhooks import create_blueprint as twilio_blueprint
 
+from .api import create_blueprint as api_blueprint
+
 
 def create_app(services: Services, **flask_config: Any) -> Flask:
     """Build the Flask app around already-built services."""
@@ -30,6 +32,7 @@ def create_app(services: Services, **flask_config: Any) -> Flask:
     app.config.update(flask_config)
     app.extensions["callcenter"] = services
     app.register_blueprint(twilio_blueprint(config, services.calls, services.sms_inbound))
+    app.register_blueprint(api_blueprint(services))
 
     @app.get("/healthz")
     def healthz() -> Any:

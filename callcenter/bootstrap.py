@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from knowledge_base.ivr_actions import KnowledgeActions
+from knowledge_base.search import KnowledgeSearch
+
 from .calls.actions import ActionRegistry
 from .calls.service import CallService
 from .clock import Clock, SystemClock
@@ -29,11 +32,25 @@ class Services:
     actions: ActionRegistry
     calls: CallService
     sms_inbound: InboundSmsService
+    knowledge: KnowledgeSearch
 
 
-def build_actions() -> ActionRegistry:
+def database(config: Config) -> Database:
+    """The database handle for ``config`` (no connection is made until first use)."""
+    dbs = config.settings.database
+    return Database.from_url(
+        config.database_url,
+        echo=dbs.echo,
+        pool_size=dbs.pool_size,
+        busy_timeout_ms=dbs.busy_timeout_ms,
+    )
+
+
+def build_actions(config: Config, knowledge: KnowledgeSearch) -> ActionRegistry:
     """The service actions flows may call. Each capability registers its own here."""
-    return ActionRegistry()
+    registry = ActionRegistry()
+    KnowledgeActions(knowledge, config.settings.instance.timezone).register(registry)
+    return registry
 
 
 def build_engine(config: Config, actions: ActionRegistry) -> Engine:
@@ -60,22 +77,18 @@ def build_engine(config: Config, actions: ActionRegistry) -> Engine:
 def build(config: Config, *, clock: Clock | None = None, db: Database | None = None) -> Services:
     """Build every service from ``config``. Does not connect to the database."""
     clock = clock or SystemClock()
-    dbs = config.settings.database
-    database = db or Database.from_url(
-        config.database_url,
-        echo=dbs.echo,
-        pool_size=dbs.pool_size,
-        busy_timeout_ms=dbs.busy_timeout_ms,
-    )
-    actions = build_actions()
+    handle = db or database(config)
+    knowledge = KnowledgeSearch(handle)
+    actions = build_actions(config, knowledge)
     engine = build_engine(config, actions)
     region = config.settings.instance.default_region
     return Services(
         config=config,
         clock=clock,
-        db=database,
+        db=handle,
         engine=engine,
         actions=actions,
-        calls=CallService(database, engine, actions, clock, default_region=region),
-        sms_inbound=InboundSmsService(database, clock, region),
+        calls=CallService(handle, engine, actions, clock, default_region=region),
+        sms_inbound=InboundSmsService(handle, clock, region),
+        knowledge=knowledge,
     )

@@ -127,16 +127,19 @@ def flows() -> None:
 @click.pass_obj
 def flows_check(state: _State, directory: str | None) -> None:
     """Validate the flow files (schema, targets, prompts in both languages, reachability)."""
-    from .bootstrap import build_actions
+    from knowledge_base.search import KnowledgeSearch
+
+    from .bootstrap import build_actions, database
 
     config = state.config()
     path = Path(directory) if directory else config.flows_dir
+    handle = database(config)  # names the actions only; nothing connects
     try:
         flowset = load_flows(
             path,
             entry=config.settings.ivr.entry_flow,
             default_queue=config.settings.ivr.default_queue,
-            actions=set(build_actions()),
+            actions=set(build_actions(config, KnowledgeSearch(handle))),
         )
     except FlowError as exc:
         raise click.ClickException(str(exc)) from None
@@ -262,15 +265,19 @@ def demo(state: _State, load_only: bool, host: str | None, port: int | None) -> 
         upgrade(engine)
     finally:
         engine.dispose()
+    from knowledge_base.importer import load_demo as load_kb_demo
+
     services = _services(state)
     report = load_demo(services.db, services.clock)
+    kb_report = load_kb_demo(services.db, services.clock)
     services.db.dispose()
     base = config.settings.web.public_base_url
     click.echo(
         "\n".join(
             [
                 f"健康热线演示 / Health Hotline demo — database: {config.database_url}",
-                f"  demo data loaded (new residents: {report.residents}); all people are fictional",
+                f"  demo data loaded (new residents: {report.residents}; knowledge base: "
+                f"{kb_report.changes} new or changed entries); all people are fictional",
                 "  call it from this terminal:   callcenter call            (English: --lang en)",
                 f"  scripted call:                callcenter call -i 5 -i 1 --from {DEMO_CALLER}",
                 f"  Twilio voice webhook:         POST {base}/twilio/voice",
@@ -286,6 +293,143 @@ def demo(state: _State, load_only: bool, host: str | None, port: int | None) -> 
     web = config.settings.web
     _check_serve(state)
     _gunicorn(config, host or web.host, port or web.port, None, access_log=False)
+
+
+# ---------------------------------------------------------------- knowledge base
+
+
+@main.group()
+def kb() -> None:
+    """Knowledge base: search, import, export, articles due for review."""
+
+
+@kb.command("search")
+@click.argument("query")
+@click.option(
+    "--type",
+    "types",
+    multiple=True,
+    type=click.Choice(["hospital", "department", "expert", "drug", "article", "service"]),
+    help="Only this entity type (repeatable).",
+)
+@click.option("--limit", type=click.IntRange(1, 50), default=5, show_default=True)
+@click.option("--lang", type=click.Choice(["zh-CN", "en"]), default="zh-CN", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+@click.pass_obj
+def kb_search(
+    state: _State, query: str, types: tuple[str, ...], limit: int, lang: str, as_json: bool
+) -> None:
+    """Search the knowledge base with the same ranking as the phone and the console."""
+    import json
+
+    services = _services(state)
+    try:
+        today = services.clock.now().astimezone(services.config.timezone).date()
+        result = services.knowledge.search(
+            query,
+            types=types or None,
+            language="en" if lang == "en" else "zh",
+            limit=limit,
+            today=today,
+        )
+    finally:
+        services.db.dispose()
+    if as_json:
+        click.echo(json.dumps(search_json(result), ensure_ascii=False, indent=2))
+        return
+    if not result.hits:
+        click.echo("no match")
+        return
+    for rank, hit in enumerate(result.hits, 1):
+        click.echo(
+            f"{rank}. [{hit.type}] {hit.name_zh} / {hit.name_en}  ({hit.id}, {hit.score:.2f})"
+        )
+    if result.ambiguous:
+        click.echo("(the top results are too close to call: a caller would be asked to choose)")
+
+
+def search_json(result: Any) -> dict[str, Any]:
+    """A search result as plain data (the CLI's --json and the HTTP API agree)."""
+    return {
+        "query": result.query,
+        "ambiguous": result.ambiguous,
+        "hits": [
+            {
+                "type": h.type,
+                "id": h.id,
+                "name_zh": h.name_zh,
+                "name_en": h.name_en,
+                "score": h.score,
+            }
+            for h in result.hits
+        ],
+    }
+
+
+@kb.command("import")
+@click.argument("path", type=click.Path(exists=True))
+@click.pass_obj
+def kb_import(state: _State, path: str) -> None:
+    """Import YAML or CSV files (a file or a folder); all or nothing, idempotent."""
+    from knowledge_base.importer import KbImportError, import_path
+
+    services = _services(state)
+    try:
+        with click.progressbar(length=1, label=f"importing {path}") as bar:
+            report = import_path(services.db, path, clock=services.clock)
+            bar.update(1)
+    except KbImportError as exc:
+        raise click.ClickException(f"nothing was imported:\n{exc}") from None
+    finally:
+        services.db.dispose()
+    click.echo(report.summary())
+    click.echo(f"{report.changes} changes; {report.indexed} search entries rebuilt")
+
+
+@kb.command("export")
+@click.argument("path", type=click.Path(file_okay=False))
+@click.option(
+    "--format", "fmt", type=click.Choice(["yaml", "csv"]), default="yaml", show_default=True
+)
+@click.pass_obj
+def kb_export(state: _State, path: str, fmt: str) -> None:
+    """Export the whole knowledge base to a folder, in the import format."""
+    from knowledge_base.importer import export_path
+
+    services = _services(state)
+    try:
+        files = export_path(services.db, path, fmt)
+    finally:
+        services.db.dispose()
+    for file in files:
+        click.echo(str(file))
+
+
+@kb.command("review")
+@click.option(
+    "--within",
+    type=int,
+    default=30,
+    show_default=True,
+    help="Also list articles expiring within this many days.",
+)
+@click.pass_obj
+def kb_review(state: _State, within: int) -> None:
+    """Articles whose reviewed text has expired (not read to callers) or expires soon."""
+    from knowledge_base.answers import review_list
+
+    services = _services(state)
+    today = services.clock.now().astimezone(services.config.timezone).date()
+    try:
+        with services.db.sessions() as session:
+            rows = review_list(session, today, within)
+    finally:
+        services.db.dispose()
+    if not rows:
+        click.echo("no article needs review")
+    for article_id, version, expires in rows:
+        status = "EXPIRED" if expires < today else "expires"
+        click.echo(f"{article_id} v{version}: {status} {expires.isoformat()}")
 
 
 # ---------------------------------------------------------------- simulator

@@ -662,6 +662,12 @@ class Engine:
         detail: dict[str, Any] = {"key": key, "via": via}
         if heard is not None:
             detail["speech"] = heard
+        else:
+            # ``heard`` holds the words that chose the option (a flow may search with them);
+            # a key press said nothing, so nothing from an earlier answer may linger there.
+            if "heard" in run.state.vars:
+                kept = {k: v for k, v in run.state.vars.items() if k != "heard"}
+                run.state = replace(run.state, vars=kept)
         run.trace.append(Trace("choice", self._where(run.state), detail))
         if option.red_flag:
             run.trace.append(Trace("red_flag", self._where(run.state), {"option": key}))
