@@ -745,10 +745,12 @@ class Engine:
         if cond.weekday_in is not None:
             return local.isoweekday() in cond.weekday_in
         assert cond.var is not None
-        present = cond.var in state.vars and state.vars[cond.var] not in (None, "")
+        value: Any = state.vars
+        for part in cond.var.split("."):  # "found.type" looks inside an action's result
+            value = value.get(part) if isinstance(value, Mapping) else None
+        present = value not in (None, "")
         if cond.exists is not None:
             return present == cond.exists
-        value = state.vars.get(cond.var)
         if cond.in_ is not None:
             return value in cond.in_
         if isinstance(value, str) != isinstance(cond.equals, str) and cond.equals is not None:

@@ -110,6 +110,8 @@ class FlowError(Exception):
 class _Problems:
     def __init__(self) -> None:
         self.items: list[str] = []
+        #: prompt languages whose file could not be read (already reported once)
+        self.unreadable: set[str] = set()
 
     def add(self, where: str, reason: str) -> None:
         self.items.append(f"{where}: {reason}")
@@ -525,7 +527,7 @@ def _check_flow(
 def _check_prompt(key: str, where: str, prompts: Prompts, problems: _Problems) -> None:
     present = [lang for lang in LANGUAGES if prompts.has(key, lang)]
     for lang in LANGUAGES:
-        if lang not in present:
+        if lang not in present and lang not in problems.unreadable:
             problems.add(where, f"prompt {key!r} is missing in prompts/{lang}.yaml")
     if len(present) == len(LANGUAGES):
         names = {lang: Prompts.placeholders(prompts.get(key, lang)) for lang in LANGUAGES}
@@ -600,10 +602,12 @@ def load_prompts(directory: Path, problems: _Problems) -> Prompts:
             data = read_yaml(file.read_text(encoding="utf-8")) or {}
         except UnicodeDecodeError:
             problems.add(where, "not UTF-8 text")
+            problems.unreadable.add(lang)
             texts[lang] = {}
             continue
         except yaml.YAMLError as exc:
             problems.add(where, f"not valid YAML: {exc}")
+            problems.unreadable.add(lang)
             texts[lang] = {}
             continue
         flat: dict[str, str] = {}
