@@ -42,6 +42,56 @@ MIN_CONFIDENCE = 0.6
 MAX_CHOICES = 3
 #: The action names this module registers (flows are validated against them).
 ACTION_NAMES = frozenset({"kb_search", "kb_answer", "kb_browse"})
+#: Words that name a kind of thing, not a thing: "医院" alone asks about no hospital.
+GENERIC_WORDS = (
+    "我想查询",
+    "我想查",
+    "我想问",
+    "我要查",
+    "我想了解",
+    "请问",
+    "查询",
+    "查一下",
+    "问一下",
+    "医院",
+    "科室",
+    "专家",
+    "医生",
+    "大夫",
+    "门诊",
+    "药品",
+    "药价",
+    "药",
+    "价格",
+    "多少钱",
+    "健康知识",
+    "健康",
+    "知识",
+    "信息",
+    "的",
+    "一下",
+    "hospital",
+    "hospitals",
+    "department",
+    "doctor",
+    "expert",
+    "clinic",
+    "medicine",
+    "drug",
+    "price",
+    "information",
+    "info",
+    "about",
+    "i want",
+    "want",
+    "please",
+    "the",
+    "a",
+    "to",
+    "know",
+    "ask",
+    "find",
+)
 #: Entries per keypad page: keys 1-8, and 9 for "more".
 PAGE = 8
 MORE = {"zh-CN": "更多", "en": "more"}
@@ -90,7 +140,7 @@ class KnowledgeActions:
     def kb_search(self, ctx: ActionContext) -> ActionResult:
         """Search and answer, offer a choice, or report nothing found."""
         query = ctx.args.get("query", "").strip()
-        if not query:
+        if not query or _only_generic(query):
             return ActionResult("not_found", {})
         types = [t.strip() for t in ctx.args.get("types", "").split(",") if t.strip()] or None
         today = _today(ctx, self.tz)
@@ -107,7 +157,7 @@ class KnowledgeActions:
         # One character ("王") names nobody in particular: let the caller choose.
         vague = len(result.query) <= 1
         if (result.ambiguous or vague) and len(hits) >= 2:
-            choices = [h.name_en if ctx.language == "en" else h.name_zh for h in hits]
+            choices = [_label(ctx.session, h, ctx.language) for h in hits]
             refs = [f"{h.type}:{h.id}" for h in hits]
             return ActionResult("choose", _menu(choices, refs, ctx.language))
         top = hits[0]
@@ -152,6 +202,32 @@ class KnowledgeActions:
             labels.append(MORE[lang])
             refs.append(f"more:{kind}:{parent}:{page + 1}")
         return ActionResult("list", {**_menu(labels, refs, lang), "type": kind, "parent": parent})
+
+
+def _only_generic(query: str) -> bool:
+    """Whether ``query`` names only a kind of thing ("医院", "I want a doctor")."""
+    text = "".join(ch for ch in query.lower() if ch.isalnum() or ch == " ")
+    for word in sorted(GENERIC_WORDS, key=len, reverse=True):
+        if word.isascii():
+            text = (
+                " ".join(w for w in text.split() if w != word)
+                if " " not in word
+                else (text.replace(word, " "))
+            )
+        else:
+            text = text.replace(word, "")
+    return not text.replace(" ", "")
+
+
+def _label(session: Session, hit: Any, language: str) -> str:
+    """A choice the caller can tell apart: departments and experts with their hospital."""
+    name = hit.name_en if language == "en" else hit.name_zh
+    if hit.type in ("department", "expert") and hit.hospital_id:
+        hospital = session.get(Hospital, hit.hospital_id)
+        if hospital is not None:
+            where = hospital.name_en if language == "en" else _short_name(hospital)
+            return f"{name}, {where}" if language == "en" else f"{where}{name}"
+    return name
 
 
 def _menu(choices: list[str], refs: list[str], language: str) -> dict[str, Any]:

@@ -14,8 +14,10 @@ _UNITS = ("", "十", "百", "千")
 _BIG = ("", "万", "亿")
 _WEEKDAYS_ZH = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
 _WEEKDAYS_EN = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_SESSIONS_ZH = {"am": "上午", "pm": "下午", "night": "夜间"}
-_SESSIONS_EN = {"am": "morning", "pm": "afternoon", "night": "evening"}
+_SESSIONS_ZH = {"am": "上午", "pm": "下午", "evening": "夜间", "night": "夜间"}
+_SESSIONS_EN = {"am": "morning", "pm": "afternoon", "evening": "evening", "night": "evening"}
+#: Sessions of one day in time order.
+_SESSION_ORDER = {"am": 0, "pm": 1, "evening": 2, "night": 2}
 
 
 def _group_zh(n: int) -> str:
@@ -123,8 +125,13 @@ def phone_digits(number: str, language: str) -> str:
 def schedule(slots: Iterable[Mapping[str, object]], language: str) -> str:
     """Clinic sessions such as [{weekday: 1, session: am}] -> 周一上午 / Monday morning."""
     said: list[str] = []
-    for slot in sorted(slots, key=lambda s: (int(str(s.get("weekday", 0))), str(s.get("session")))):
-        day = int(str(slot.get("weekday", 0)))
+
+    def when(slot: Mapping[str, object]) -> tuple[int, int]:
+        day = str(slot.get("weekday", 0))
+        return (int(day) if day.isdigit() else 0, _SESSION_ORDER.get(str(slot.get("session")), 3))
+
+    for slot in sorted(slots, key=when):
+        day = when(slot)[0]
         session = str(slot.get("session", ""))
         if not 1 <= day <= 7:
             continue

@@ -748,6 +748,8 @@ class Engine:
         value: Any = state.vars
         for part in cond.var.split("."):  # "found.type" looks inside an action's result
             value = value.get(part) if isinstance(value, Mapping) else None
+        if cond.var == "caller" and "caller" not in state.vars:
+            value = state.caller  # the caller's number (E.164), when it was not hidden
         present = value not in (None, "")
         if cond.exists is not None:
             return present == cond.exists

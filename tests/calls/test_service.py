@@ -147,12 +147,10 @@ def test_hidden_caller_id_creates_no_resident_and_skips_sms(services: Services) 
         reply = press(services, sid, reply.step, "1")  # hours, then the SMS offer
         reply = press(services, sid, reply.step, "1")  # "send it to me"
         assert kinds(reply) == ["Say", "Gather"]  # the call goes on
-        skipped = all_rows(
-            services, CallEvent, CallEvent.kind == "sms_skipped", CallEvent.call_id == call.id
-        )
-        assert [(e.step, e.detail) for e in skipped] == [
-            (reply.step, {"template": "service_guide", "reason": "no caller number"})
-        ], caller
+        # The flow knows the number is hidden: the caller is told, no SMS is asked for.
+        said = reply.instructions[0]
+        assert isinstance(said, ins.Say)
+        assert "无法识别您的手机号码" in said.text, caller
     assert count(services, Resident) == 0
     assert count(services, OutboxMessage) == 0
 

@@ -36,6 +36,7 @@ from callcenter.ivr.engine import (
 from callcenter.ivr.instructions import Enqueue, Gather, Hangup, Say, SendSms
 from callcenter.ivr.loader import load_flows
 from callcenter.ivr.model import FlowSet
+from knowledge_base.ivr_actions import ACTION_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -43,7 +44,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 GOOD_FLOWS = load_flows(
     ROOT / "tests" / "data" / "flows" / "good", actions={"find_booking", "count_slots"}
 )
-SHIPPED_FLOWS = load_flows(ROOT / "ivr_flows", actions=set())
+SHIPPED_FLOWS = load_flows(ROOT / "ivr_flows", actions=ACTION_NAMES)
 _IVR = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))["ivr"]
 
 #: The shipped configuration's IVR settings, as bootstrap builds them.
@@ -163,9 +164,22 @@ def urgent(language: str = ZH) -> Enqueue:
     return Enqueue(queue="urgent", language=language, priority=100, reason="red_flag")
 
 
+#: What the call service feeds back when the knowledge-base search finds nothing.
+NOT_FOUND = ActionResult("not_found")
+
+
 def run(flows: str, start_language: str | None, events: list[Event]) -> Step:
+    """The last step of a call driven by ``events``; an :class:`ActionResult` answers the
+    action the step before asked for, and what that step said is heard first (as the call
+    service plays it)."""
     call = Call(flows, language=start_language)
-    return call.send(*events) if events else call.last
+    step = call.last
+    for event in events:
+        before = step
+        step = call.send(event)
+        if isinstance(event, ActionResult) and before.action is not None:
+            step = replace(step, instructions=before.instructions + step.instructions)
+    return step
 
 
 def assert_said(step: Step, flows: str, keys: list[str], language: str) -> None:
@@ -191,9 +205,28 @@ WAITS = {
         ("two_keys_invalid", None, [D("12")], ["system.invalid", MENU], MAIN, ZH, 1),
         ("markup_invalid", None, [D("<Say>1</Say>")], ["system.invalid", MENU], MAIN, ZH, 1),
         ("empty_digits_invalid", None, [D("")], ["system.invalid", MENU], MAIN, ZH, 1),
-        ("speech_not_understood", None, [S("今天天气怎么样")], ["system.invalid", MENU], MAIN,
-         ZH, 1),
-        ("speech_choice_not_offered", None, [S("按7")], ["system.invalid", MENU], MAIN, ZH, 1),
+        # Speech that chooses no option is searched (everything); nothing found offers a person.
+        ("speech_not_understood", None, [S("今天天气怎么样"), NOT_FOUND],
+         ["info.not_found", "info.offer_person"], "info:offer_person", ZH, 0),
+        ("speech_choice_not_offered", None, [S("按7"), NOT_FOUND],
+         ["info.not_found", "info.offer_person"], "info:offer_person", ZH, 0),
+        # By keypad nothing was said: the search finds nothing and the flow asks.
+        ("digit_1_information_menu", None, [D("1"), NOT_FOUND], ["info.menu"], "info:info_menu",
+         ZH, 0),
+        ("digit_3_goto_node_in_other_flow", None, [D("3"), NOT_FOUND], ["info.ask_drug"],
+         "info:ask_drug", ZH, 0),
+        ("digit_4_asks_health_topic", None, [D("4"), NOT_FOUND], ["info.ask_topic"],
+         "info:ask_topic", ZH, 0),
+        ("digit_4_asks_health_topic_en", EN, [D("4"), NOT_FOUND], ["info.ask_topic"],
+         "info:ask_topic", EN, 0),
+        ("speech_keyword_drug_price", None, [S("药价多少钱"), NOT_FOUND], ["info.ask_drug"],
+         "info:ask_drug", ZH, 0),
+        ("keypad_info_then_hospital", None, [D("1"), NOT_FOUND, D("1"), NOT_FOUND],
+         ["info.ask_hospital"], "info:ask_hospital", ZH, 0),
+        ("asked_drug_not_found", None, [D("3"), NOT_FOUND, S("某某药"), NOT_FOUND],
+         ["info.not_found", "info.offer_person"], "info:offer_person", ZH, 0),
+        ("keys_at_ask_prompt_invalid", None, [D("3"), NOT_FOUND, D("5")],
+         ["system.invalid", "info.ask_drug"], "info:ask_drug", ZH, 1),
         ("second_failure_reprompts", None, [D("7"), NoInput()], ["system.no_input", MENU], MAIN,
          ZH, 2),
         ("star_does_not_count_a_retry", None, [D("7"), D("*"), D("*"), D("*"), NoInput()],
@@ -244,14 +277,16 @@ WAITS = {
 # (id, start language, events, prompt keys heard, the Enqueue instruction)
 QUEUED = {
     "shipped": [
-        ("digit_1_information_desk", None, [D("1")], ["info.hospitals_intro"], desk("info")),
+        ("digit_1_information_desk", None, [D("1"), NOT_FOUND, D("0")], ["system.transfer"],
+         to_person("info")),
         ("digit_2_booking_desk", None, [D("2")], ["booking.intro"], desk("booking")),
-        ("digit_3_goto_node_in_other_flow", None, [D("3")], ["info.drugs_intro"], desk("info")),
-        ("digit_4_health_queue", None, [D("4")], ["info.health_intro"], desk("health")),
+        ("drug_not_found_offers_information_desk", None,
+         [D("3"), NOT_FOUND, S("某某药"), NOT_FOUND, D("1")], ["system.transfer"], desk("info")),
+        ("digit_4_then_0_information_desk", None, [D("4"), NOT_FOUND, D("0")],
+         ["system.transfer"], to_person("info")),
         ("digit_with_spaces_around", None, [D(" 2 ")], ["booking.intro"], desk("booking")),
         ("speech_keyword_guahao", None, [S("我想挂号")], ["booking.intro"], desk("booking")),
         ("speech_homophone_guahao", None, [S("我要挂好")], ["booking.intro"], desk("booking")),
-        ("speech_keyword_drug_price", None, [S("药价多少钱")], ["info.drugs_intro"], desk("info")),
         ("speech_full_width_punct", None, [S("　预约，挂号！")], ["booking.intro"],
          desk("booking")),
         ("speech_an_2", None, [S("按2")], ["booking.intro"], desk("booking")),
@@ -271,7 +306,7 @@ QUEUED = {
         ("speech_agent_while_zh", None, [S("agent")], ["system.transfer"], to_person("general")),
         ("zero_in_service_menu", None, [D("5"), D("0")], ["system.transfer"],
          to_person("general")),
-        ("third_failure_reaches_person", None, [D("7"), NoInput(), S("嗯")],
+        ("third_failure_reaches_person", None, [D("7"), NoInput(), D("#")],
          ["system.transfer_after_retries"], to_person("general", reason="retries_exhausted")),
         ("node_max_retries_1", None, [D("5"), D("1"), NoInput(), NoInput()],
          ["system.transfer_after_retries"], to_person("general", reason="retries_exhausted")),
@@ -662,6 +697,185 @@ def test_branch_follows_the_clock_as_it_moves() -> None:
     assert _branch("6", {}, "zh-CN", clock).instructions[-1] == Enqueue(
         "matched", "zh-CN", 0, "flow"
     )
+
+
+# ---------------------------------------------------------------- knowledge-base search
+
+INFO_TYPES = "hospital,department,expert,service"
+#: Where main-menu option 1 enters the information flow.
+INFO_START = SHIPPED_FLOWS.flows["info"].start
+# (id, start language, events, the node that asks, the kb_search arguments)
+SEARCHES = [
+    ("digit_1_nothing_said", None, [D("1")], INFO_START, {"query": "", "types": INFO_TYPES}),
+    ("digit_3_nothing_said", None, [D("3")], "drugs_entry", {"query": "", "types": "drug"}),
+    ("digit_4_nothing_said", None, [D("4")], "health_entry", {"query": "", "types": "article"}),
+    ("speech_drug_price", None, [S("阿斯匹林多少钱")], "drugs_entry",
+     {"query": "阿斯匹林多少钱", "types": "drug"}),
+    ("speech_hospital_hours", None, [S("华山医院几点开门")], INFO_START,
+     {"query": "华山医院几点开门", "types": INFO_TYPES}),
+    ("speech_department", None, [S("瑞金医院心内科在几楼")], INFO_START,
+     {"query": "瑞金医院心内科在几楼", "types": INFO_TYPES}),
+    ("speech_health_topic", None, [S("糖尿病怎么吃")], "health_entry",
+     {"query": "糖尿病怎么吃", "types": "article"}),
+    ("speech_drug_price_en", EN, [S("how much is aspirin")], "drugs_entry",
+     {"query": "how much is aspirin", "types": "drug"}),
+    ("speech_no_option_searches_everything", None, [S("今天天气怎么样")], "search_all",
+     {"query": "今天天气怎么样"}),
+    ("keypad_after_speech_forgets_the_words", None, [S("瑞金医院"), NOT_FOUND, D("2")],
+     "department_entry", {"query": "", "types": "department,hospital"}),
+    ("asked_drug_name", None, [D("3"), NOT_FOUND, S("阿司匹林")], "find_drug",
+     {"query": "阿司匹林", "types": "drug"}),
+    ("asked_topic", None, [D("4"), NOT_FOUND, S("高血压")], "find_topic",
+     {"query": "高血压", "types": "article"}),
+    ("asked_expert", None, [D("1"), NOT_FOUND, D("3"), NOT_FOUND, S("林兰")], "find_expert",
+     {"query": "林兰", "types": "expert"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("start_language", "events", "node", "args"),
+    [pytest.param(*row[1:], id=row[0]) for row in SEARCHES],
+)
+def test_information_options_ask_for_a_knowledge_base_search(
+    start_language: str | None, events: list[Event], node: str, args: dict[str, str]
+) -> None:
+    step = run("shipped", start_language, events)
+    assert step.action == ActionRequest(name="kb_search", args=args, node=node)
+    assert where(step) == f"info:{node}"
+    assert step.instructions == ()  # the search is silent; its answer is what is heard
+    assert step.outcome is None
+    assert not step.state.ended
+
+
+# Keypad callers pick from lists instead of saying a name.
+# (id, events, the node that asks, the kb_browse arguments)
+BROWSES = [
+    ("hospitals", [D("1"), NOT_FOUND, D("1"), NOT_FOUND, D("1")], "browse_hospitals",
+     {"type": "hospital"}),
+    ("drug_categories", [D("3"), NOT_FOUND, D("1")], "browse_drug_categories",
+     {"type": "drug_category"}),
+    ("chronic_topics", [D("4"), NOT_FOUND, D("1"), D("1")], "topics_chronic",
+     {"type": "article", "parent": "chronic"}),
+    ("topics_by_voice", [D("4"), NOT_FOUND, D("1"), S("传染病")], "topics_infectious",
+     {"type": "article", "parent": "infectious"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("events", "node", "args"), [pytest.param(*row[1:], id=row[0]) for row in BROWSES]
+)
+def test_keypad_lists_ask_for_a_knowledge_base_list(
+    events: list[Event], node: str, args: dict[str, str]
+) -> None:
+    step = run("shipped", None, events)
+    assert step.action == ActionRequest(name="kb_browse", args=args, node=node)
+    assert where(step) == f"info:{node}"
+
+
+ASPIRIN = {
+    "answer": "阿司匹林肠溶片，处方药，请遵医嘱。参考价格每盒十五元八角，以医院实际价格为准。",
+    "title": "阿司匹林肠溶片",
+    "ref": "drug:aspirin-ec",
+}
+ARTICLE = {
+    "answer": "高血压要遵医嘱长期服药。以上为一般健康知识，不能代替医生诊断。",
+    "title": "高血压患者的日常管理",
+    "ref": "article:hypertension-daily",
+    "sms": "高血压要遵医嘱长期服药。",
+}
+CHOICES: dict[str, Any] = {
+    "choices": ["王一", "王二", "王三"],
+    "refs": "expert:e1,expert:e2,expert:e3",
+    "menu": "王一请按1；王二请按2；王三请按3",
+}
+
+
+def test_found_answer_is_read_then_offers_again_more_or_main_menu() -> None:
+    call = Call("shipped")
+    call.send(S("阿斯匹林多少钱"))
+    step = call.send(ActionResult("found", ASPIRIN))
+    assert said(step) == [ASPIRIN["answer"], prompt("shipped", "info.after_answer", ZH)]
+    assert where(step) == "info:after_answer"
+    assert step.state.vars["found"] == ASPIRIN
+    step = call.send(D("1"))
+    assert said(step) == [ASPIRIN["answer"], prompt("shipped", "info.after_answer", ZH)]
+    step = call.send(D("2"))
+    assert said(step) == [prompt("shipped", "info.menu", ZH)]
+    assert where(step) == "info:info_menu"
+
+
+def test_found_article_is_read_and_sent_by_sms_on_2() -> None:
+    call = Call("shipped")
+    call.send(S("高血压要注意什么"))
+    step = call.send(ActionResult("found_article", ARTICLE))
+    assert said(step) == [ARTICLE["answer"], prompt("shipped", "info.after_article", ZH)]
+    assert where(step) == "info:after_article"
+    step = call.send(D("2"))
+    sms = [i for i in step.instructions if isinstance(i, SendSms)]
+    assert sms == [
+        SendSms(
+            template="article",
+            language=ZH,
+            params={"title": ARTICLE["title"], "text": ARTICLE["sms"]},
+            essential=False,
+        )
+    ]
+    assert said(step) == [
+        prompt("shipped", "info.sms_sent", ZH),
+        prompt("shipped", "info.after_article", ZH),
+    ]
+    assert where(step) == "info:after_article"
+    step = call.send(D("3"))
+    assert said(step) == [prompt("shipped", "info.ask_topic", ZH)]
+
+
+def test_close_matches_are_offered_and_the_pick_is_answered() -> None:
+    call = Call("shipped")
+    call.send(D("1"), NOT_FOUND, D("3"), NOT_FOUND, S("王"))
+    step = call.send(ActionResult("choose", CHOICES))
+    heard = prompt("shipped", "info.choose", ZH).replace("{found[menu]}", CHOICES["menu"])
+    assert said(step) == [heard]
+    assert "王一请按1；王二请按2；王三请按3" in heard
+    gather = step.instructions[-1]
+    assert isinstance(gather, Gather)
+    assert gather.hints == ("王一", "王二", "王三")
+    assert where(step) == "info:pick"
+    step = call.send(D("2"))
+    assert step.action == ActionRequest(
+        name="kb_answer", args={"refs": CHOICES["refs"], "pick": "2"}, node="answer_pick"
+    )
+    step = call.send(ActionResult("found", {"answer": "王二，主任医师。"}))
+    assert said(step) == ["王二，主任医师。", prompt("shipped", "info.after_answer", ZH)]
+
+
+@pytest.mark.parametrize(
+    ("event", "pick"),
+    [(S("王三"), "3"), (S("第一个"), "1"), (D("2"), "2")],
+    ids=["label", "ordinal", "key"],
+)
+def test_a_choice_is_picked_by_name_number_or_key(event: Event, pick: str) -> None:
+    call = Call("shipped")
+    call.send(S("今天天气怎么样"), ActionResult("choose", CHOICES))
+    step = call.send(event)
+    assert step.action is not None
+    assert step.action.args["pick"] == pick
+
+
+def test_a_choice_not_offered_asks_again() -> None:
+    call = Call("shipped")
+    call.send(S("今天天气怎么样"), ActionResult("choose", CHOICES))
+    step = call.send(D("4"))
+    assert said(step)[0] == prompt("shipped", "system.invalid", ZH)
+    assert where(step) == "info:pick"
+    assert step.state.retries == 1
+
+
+def test_failed_search_reaches_the_information_desk() -> None:
+    call = Call("shipped")
+    call.send(S("阿斯匹林多少钱"))
+    step = call.send(ActionResult("error"))
+    assert said(step) == [prompt("shipped", "system.action_failed", ZH)]
+    assert step.instructions[-1] == to_person("info", reason="action_error")
 
 
 # ---------------------------------------------------------------- action, sms, hangup
