@@ -35,7 +35,7 @@ from callcenter.ivr.engine import ActionResult
 
 from .answers import Answer, answer, readable_version
 from .models import Article, Department, Drug, Expert, Hospital
-from .search import KnowledgeSearch
+from .search import Hit, KnowledgeSearch
 
 #: Below this score a match is not read out; the caller is offered a person instead.
 MIN_CONFIDENCE = 0.6
@@ -219,7 +219,7 @@ def _only_generic(query: str) -> bool:
     return not text.replace(" ", "")
 
 
-def _label(session: Session, hit: Any, language: str) -> str:
+def _label(session: Session, hit: Hit, language: str) -> str:
     """A choice the caller can tell apart: departments and experts with their hospital."""
     name = hit.name_en if language == "en" else hit.name_zh
     if hit.type in ("department", "expert") and hit.hospital_id:

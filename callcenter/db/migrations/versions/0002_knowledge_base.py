@@ -1,7 +1,8 @@
 """knowledge base: hospitals, departments, experts, drugs, articles, service info, search index
 
-On SQLite the search index feeds an FTS5 table (kept in sync by triggers); on PostgreSQL it
-gets a GIN trigram index (pg_trgm).
+On SQLite the search index feeds an FTS5 table (kept in sync by triggers); on PostgreSQL the
+strong tokens go to a btree inverted index (kb_search_postings), the weak ones get a GIN index
+and the token vocabulary a trigram index (pg_trgm).
 
 Revision ID: 0002
 Revises: 0001
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects.postgresql import ARRAY
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -169,6 +171,8 @@ def upgrade() -> None:
         _stamp(),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_kb_service_info")),
     )
+    postgresql = op.get_context().dialect.name == "postgresql"
+    tokens = ARRAY(sa.Text()) if postgresql else sa.Text()
     op.create_table(
         "kb_search_index",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -180,9 +184,8 @@ def upgrade() -> None:
         sa.Column("department_id", sa.String(length=64), nullable=True),
         sa.Column("expires_on", sa.Date(), nullable=True),
         sa.Column("terms", sa.Text(), nullable=False),
-        sa.Column("fts_big", sa.Text(), nullable=False),
-        sa.Column("fts_uni", sa.Text(), nullable=False),
-        sa.Column("trgm_doc", sa.Text(), nullable=False),
+        sa.Column("strong", tokens, nullable=False),
+        sa.Column("weak", tokens, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_kb_search_index")),
         sa.UniqueConstraint(
             "entity_type", "entity_id", name=op.f("uq_kb_search_index_entity_type_entity_id")
@@ -191,43 +194,76 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_kb_search_index_hospital_id"), "kb_search_index", ["hospital_id"], unique=False
     )
-    if op.get_context().dialect.name == "sqlite":
-        _sqlite_fts()
+    op.create_table(
+        "kb_search_tokens",
+        sa.Column("token", sa.String(length=200), nullable=False),
+        sa.Column("df", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("token", name=op.f("pk_kb_search_tokens")),
+    )
+    op.create_table(
+        "kb_search_state",
+        sa.Column("name", sa.String(length=32), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_kb_search_state")),
+    )
+    op.create_table(
+        "kb_search_postings",
+        sa.Column("token", sa.String(length=200), nullable=False),
+        sa.Column("entry_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["entry_id"],
+            ["kb_search_index.id"],
+            name=op.f("fk_kb_search_postings_entry_id_kb_search_index"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("token", "entry_id", name=op.f("pk_kb_search_postings")),
+    )
+    op.create_index(
+        op.f("ix_kb_search_postings_entry_id"), "kb_search_postings", ["entry_id"], unique=False
+    )
+    if postgresql:
+        _postgresql_indexes()
     else:
-        _postgresql_trgm()
+        _sqlite_fts()
 
 
 def _sqlite_fts() -> None:
-    """An external-content FTS5 table over kb_search_index, kept in sync by triggers."""
+    """An external-content FTS5 table over the token columns, kept in sync by triggers, and
+    its vocabulary (how many entries have each token)."""
     op.execute(
         "CREATE VIRTUAL TABLE kb_search_fts USING fts5("
-        "fts_big, fts_uni, content='kb_search_index', content_rowid='id', "
+        "strong, weak, content='kb_search_index', content_rowid='id', "
         "tokenize='unicode61 remove_diacritics 0', detail='column')"
     )
+    op.execute("CREATE VIRTUAL TABLE kb_search_vocab USING fts5vocab(kb_search_fts, 'col')")
     op.execute(
         "CREATE TRIGGER kb_search_index_ai AFTER INSERT ON kb_search_index BEGIN "
-        "INSERT INTO kb_search_fts(rowid, fts_big, fts_uni) "
-        "VALUES (new.id, new.fts_big, new.fts_uni); END"
+        "INSERT INTO kb_search_fts(rowid, strong, weak) VALUES (new.id, new.strong, new.weak); "
+        "END"
     )
     op.execute(
         "CREATE TRIGGER kb_search_index_ad AFTER DELETE ON kb_search_index BEGIN "
-        "INSERT INTO kb_search_fts(kb_search_fts, rowid, fts_big, fts_uni) "
-        "VALUES ('delete', old.id, old.fts_big, old.fts_uni); END"
+        "INSERT INTO kb_search_fts(kb_search_fts, rowid, strong, weak) "
+        "VALUES ('delete', old.id, old.strong, old.weak); END"
     )
     op.execute(
         "CREATE TRIGGER kb_search_index_au AFTER UPDATE ON kb_search_index BEGIN "
-        "INSERT INTO kb_search_fts(kb_search_fts, rowid, fts_big, fts_uni) "
-        "VALUES ('delete', old.id, old.fts_big, old.fts_uni); "
-        "INSERT INTO kb_search_fts(rowid, fts_big, fts_uni) "
-        "VALUES (new.id, new.fts_big, new.fts_uni); END"
+        "INSERT INTO kb_search_fts(kb_search_fts, rowid, strong, weak) "
+        "VALUES ('delete', old.id, old.strong, old.weak); "
+        "INSERT INTO kb_search_fts(rowid, strong, weak) VALUES (new.id, new.strong, new.weak); "
+        "END"
     )
 
 
-def _postgresql_trgm() -> None:
-    """pg_trgm and a GIN trigram index on the pinyin/word text of every entry."""
+def _postgresql_indexes() -> None:
+    """A GIN index on the weak tokens; pg_trgm on the token vocabulary (typo look-ups)."""
     op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    op.execute("CREATE INDEX ix_kb_search_index_weak ON kb_search_index USING gin (weak)")
+    # Latin words only (typos are looked up among them), and on lower(token) so that plain
+    # equality look-ups keep using the primary key.
     op.execute(
-        "CREATE INDEX ix_kb_search_index_trgm ON kb_search_index USING gin (trgm_doc gin_trgm_ops)"
+        "CREATE INDEX ix_kb_search_tokens_trgm ON kb_search_tokens "
+        "USING gin (lower(token) gin_trgm_ops) WHERE token ~ '^[a-z]+$'"
     )
 
 
@@ -235,9 +271,12 @@ def downgrade() -> None:
     if op.get_context().dialect.name == "sqlite":
         for suffix in ("ai", "ad", "au"):
             op.execute(f"DROP TRIGGER IF EXISTS kb_search_index_{suffix}")
+        op.execute("DROP TABLE IF EXISTS kb_search_vocab")
         op.execute("DROP TABLE IF EXISTS kb_search_fts")
-    else:
-        op.execute("DROP INDEX IF EXISTS ix_kb_search_index_trgm")
+    op.drop_index(op.f("ix_kb_search_postings_entry_id"), table_name="kb_search_postings")
+    op.drop_table("kb_search_postings")
+    op.drop_table("kb_search_tokens")
+    op.drop_table("kb_search_state")
     op.drop_index(op.f("ix_kb_search_index_hospital_id"), table_name="kb_search_index")
     op.drop_table("kb_search_index")
     op.drop_table("kb_service_info")
