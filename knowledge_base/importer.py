@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import Table, bindparam, delete, select, text, tuple_, update
+from sqlalchemy import Table, bindparam, delete, select, text, update
 from sqlalchemy.orm import Session
 
 from callcenter.clock import Clock
@@ -809,25 +809,30 @@ def index_row(
     }
 
 
-def _reindex(session: Session, etype: str, records: list[_Record], dialect: str) -> None:
-    """Replace the search-index entries of ``records`` (and, on PostgreSQL, their postings
-    and token counts, computed in the database)."""
+def _reindex(
+    session: Session, etype: str, records: list[_Record], dialect: str, indexed: set[str]
+) -> None:
+    """Replace the search-index entries of ``records`` (``indexed``: the ids that have one)
+    and, on PostgreSQL, their postings and token counts, computed in the database."""
     index_table = _table_of(m.SearchEntry)
-    keys = [(etype, r.values["id"]) for r in records]
-    for chunk in _chunks(keys):
-        where = tuple_(index_table.c.entity_type, index_table.c.entity_id).in_(chunk)
+    stale = [r.values["id"] for r in records if r.values["id"] in indexed]
+    for chunk in _chunks(stale):
+        where = (index_table.c.entity_type == etype) & index_table.c.entity_id.in_(chunk)
         if dialect == "postgresql":
             old_ids = list(session.scalars(select(index_table.c.id).where(where)))
             if old_ids:
                 _count_tokens(session, old_ids, -1)
+                postings = _table_of(m.SearchPosting)
+                session.execute(delete(postings).where(postings.c.entry_id.in_(old_ids)))
         session.execute(delete(index_table).where(where))
     rows = [index_row(etype, r.values, r.versions) for r in records]
     new_ids: list[int] = []
     for chunk in _chunks(rows, 2000):
         if dialect == "postgresql":
+            # The new ids come back with the insert: looking them up afterwards would scan
+            # a table whose statistics are stale until the transaction ends.
             new_ids += session.scalars(
-                index_table.insert().returning(index_table.c.id, sort_by_parameter_order=True),
-                list(chunk),
+                index_table.insert().returning(index_table.c.id), list(chunk)
             ).all()
         else:
             session.execute(index_table.insert(), list(chunk))
@@ -873,8 +878,7 @@ def _count_tokens(session: Session, ids: list[int], sign: int) -> None:
 
 
 def _add_postings(session: Session, ids: list[int]) -> None:
-    """PostgreSQL: the inverted-index rows of index entries ``ids`` (old entries' rows went
-    with them: ON DELETE CASCADE)."""
+    """PostgreSQL: the inverted-index rows of index entries ``ids``."""
     if not ids:
         return
     session.execute(
@@ -995,7 +999,7 @@ def _write(session: Session, records: list[_Record], now: Any, report: ImportRep
             if new_versions:
                 session.execute(versions_table.insert(), new_versions)
         if reindex:
-            _reindex(session, etype, reindex, dialect)
+            _reindex(session, etype, reindex, dialect, indexed)
         report.created[etype] = created
         report.updated[etype] = updated
         report.unchanged[etype] = unchanged
@@ -1050,7 +1054,20 @@ def import_path(db: Database, path: str | Path, *, clock: Clock) -> ImportReport
         _write(session, records, clock.now(), report)
         if report.indexed:
             _tune_index(session, large=report.indexed >= _REINDEX_TUNE)
+    if report.indexed >= _REINDEX_TUNE:
+        _vacuum(db)
     return report
+
+
+def _vacuum(db: Database) -> None:
+    """PostgreSQL, after a large import: VACUUM the search tables, so that look-ups are
+    index-only scans (the visibility map is set) and autovacuum has nothing left to do
+    while callers search."""
+    if db.engine.dialect.name != "postgresql":
+        return
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for table in ("kb_search_postings", "kb_search_tokens", "kb_search_index"):
+            conn.exec_driver_sql(f"VACUUM ANALYZE {table}")
 
 
 def _tune_index(session: Session, *, large: bool = True) -> None:
@@ -1079,6 +1096,7 @@ def rebuild_index(db: Database) -> int:
         index_table = _table_of(m.SearchEntry)
         session.execute(delete(index_table))
         session.execute(delete(_table_of(m.SearchToken)))
+        session.execute(delete(_table_of(m.SearchPosting)))
         rows = [
             index_row(etype, values, versions)
             for etype, values, versions in _iter_entities(session)
@@ -1091,7 +1109,9 @@ def rebuild_index(db: Database) -> int:
             _count_tokens(session, ids, 1)
         _bump_state(session, "hospitals")
         _tune_index(session)
-        return len(rows)
+        count = len(rows)
+    _vacuum(db)
+    return count
 
 
 def _iter_entities(

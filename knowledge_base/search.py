@@ -25,7 +25,7 @@ A query goes through three steps:
 
    A Latin word found nowhere (a typo) is looked up by its one-letter deletions (shared
    with the right word whatever the single slip) and, on PostgreSQL, by pg_trgm; if the
-   strong tokens find almost nothing, single characters and syllables are tried. Hospital
+   strong tokens find nothing, single characters and syllables are tried. Hospital
    names said inside a query are also found in an in-memory catalogue of hospital names
    (refreshed when the hospitals change), so "瑞金医院心内科" finds 瑞金医院 however common
    心内科 is.
@@ -66,6 +66,7 @@ from .text import (
     index_tokens,
     read_query,
     sound_key,
+    sound_weight,
     sounds,
     split_pinyin,
 )
@@ -101,10 +102,10 @@ TYPO_BUDGET = 1200
 MAX_TOKENS = 16
 #: Postings read for any one token (a very common token is sampled, not read whole).
 TOKEN_CAP = 1500
-#: Weak tokens (single characters, syllables, trigrams) count this much of a strong one.
+#: Weak tokens (single characters, syllables, typo variants) count this much of a strong one.
 WEAK_WEIGHT = 0.4
-#: Fewer candidates than this from strong tokens: try the weak ones too.
-FEW = 5
+#: Fewer candidates than this from strong tokens: try the weak ones too (single characters).
+FEW = 1
 
 _COLUMNS = (
     "s.id, s.entity_type, s.entity_id, s.name_zh, s.name_en, s.hospital_id, "
@@ -152,6 +153,7 @@ class _Form:
     spans: list[tuple[int, int]]
     words: tuple[str, ...] | None = None
     letters: str = ""
+    weight: float = 0.0
 
     @classmethod
     def of(cls, folded: str) -> _Form:
@@ -165,6 +167,7 @@ class _Form:
             [(start, end) for _unit, start, end in units],
             words if latin else None,
             "".join(unit for unit, _start, _end in units),
+            sound_weight([unit for unit, _start, _end in units]),
         )
 
     def without(self, start: int, end: int) -> str:
@@ -191,6 +194,7 @@ class _Term:
     words: tuple[str, ...] | None
     cjk: bool
     letters: str
+    weight: float
 
 
 def _parse_terms(terms: str) -> tuple[_Term, ...]:
@@ -204,7 +208,15 @@ def _parse_terms(terms: str) -> tuple[_Term, ...]:
         compact = folded.replace(" ", "")
         units = parts[2].split(" ")
         parsed.append(
-            _Term(parts[0], compact, sound_key(units), words, not compact.isascii(), "".join(units))
+            _Term(
+                parts[0],
+                compact,
+                sound_key(units),
+                words,
+                not compact.isascii(),
+                "".join(units),
+                sound_weight(units),
+            )
         )
     return tuple(parsed)
 
@@ -226,13 +238,15 @@ class _Row:
     rest: _Form | None = None
 
 
-def _pair(query: str, name: str, ratio: float, partial: float, lq: int = 0, ln: int = 0) -> float:
+def _pair(
+    query: str, name: str, ratio: float, partial: float, lq: float = 0, ln: float = 0
+) -> float:
     """Similarity of a query form and a name, from rapidfuzz's ratio and partial_ratio.
 
     Equal strings score 1. Otherwise the better of the plain ratio and a containment score:
     a query inside a longer name, or a name inside a longer query, scores by how much of
     the longer one it covers. ``lq``/``ln`` give the lengths to measure coverage in when
-    the strings are sound keys (whose syllables are one character however long).
+    the strings are sound keys (their :func:`~knowledge_base.text.sound_weight`).
     """
     if query == name:
         return 1.0
@@ -333,7 +347,6 @@ def _scores(form: _Form, terms: Sequence[_Term]) -> list[float]:
             query, choices, scorer=scorer, limit=None, score_cutoff=cutoff
         ):
             close.setdefault(index, [0.0, 0.0, 0.0, 0.0])[slot] = score
-    lq = len(form.text)
     for j, (r_c, p_c, r_k, p_k) in close.items():
         i = letters[j]
         term = terms[i]
@@ -341,7 +354,7 @@ def _scores(form: _Form, terms: Sequence[_Term]) -> list[float]:
         if chars >= 1.0:
             out[i] = 1.0
             continue
-        sound = _pair(form.key, term.key, r_k, p_k, lq, len(term.text)) * PINYIN_WEIGHT
+        sound = _pair(form.key, term.key, r_k, p_k, form.weight, term.weight) * PINYIN_WEIGHT
         out[i] = max(out[i], chars, sound)
     return out
 
@@ -404,6 +417,8 @@ class KnowledgeSearch:
         has expired. Scores are 0..1; ``ambiguous`` is set when the top two hits are different
         entries with nearly the same plausible score.
         """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
         wanted: set[str] | None = None
         if types is not None:
             unknown = set(types) - set(ENTITY_TYPES)
@@ -419,13 +434,15 @@ class KnowledgeSearch:
         with self.db.engine.connect() as conn:
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
-                rows = self._prefilter(cursor, qt, wanted)
+                rows, version = self._prefilter(cursor, qt, wanted)
                 by_key = {r.key: r for r in rows}
-                for hospital in self._said_hospitals(cursor, forms):
-                    by_key.setdefault(hospital.key, hospital)
+                places = wanted is None or bool(wanted & {"hospital", "department", "expert"})
+                if places:
+                    for hospital in self._said_hospitals(cursor, forms, version):
+                        by_key.setdefault(hospital.key, hospital)
                 rows = list(by_key.values())
                 self._rank(rows, forms, language)
-                mentions = self._mentions(rows, forms)
+                mentions = self._mentions(rows, forms) if places else []
                 if mentions:
                     hospitals = list(dict.fromkeys(m.hospital_id for m in mentions))
                     extra = [r for r in self._children(cursor, hospitals) if r.key not in by_key]
@@ -572,28 +589,34 @@ class KnowledgeSearch:
 
     def _similar_words(self, cursor: Any, words: list[str]) -> list[str]:
         """PostgreSQL: known tokens closest to words found nowhere (typos), by pg_trgm."""
-        found: list[str] = []
         cursor.execute("SET LOCAL pg_trgm.similarity_threshold = 0.4")
-        for word in words[:4]:
-            cursor.execute(
-                "SELECT token FROM kb_search_tokens WHERE lower(token) %% %(w)s "
-                "AND token ~ '^[a-z]+$' "
-                "ORDER BY similarity(lower(token), %(w)s) DESC, token LIMIT 3",
-                {"w": word},
-            )
-            found.extend(token for (token,) in cursor.fetchall())
-        return found
+        cursor.execute(
+            "SELECT x.token FROM unnest(%(w)s::text[]) w CROSS JOIN LATERAL ("
+            "SELECT token FROM kb_search_tokens WHERE lower(token) %% w "
+            "AND token ~ '^[a-z]+$' ORDER BY similarity(lower(token), w) DESC, token "
+            "LIMIT 3) x",
+            {"w": words[:4]},
+        )
+        return [token for (token,) in cursor.fetchall()]
 
-    def _prefilter(self, cursor: Any, qt: QueryText, wanted: set[str] | None) -> list[_Row]:
-        """The candidates: entries sharing the rarest tokens with the query, best first."""
+    def _prefilter(
+        self, cursor: Any, qt: QueryText, wanted: set[str] | None
+    ) -> tuple[list[_Row], int | None]:
+        """The candidates (entries sharing the rarest tokens with the query, best first), and
+        the hospitals' version when the database said it on the way (else ``None``)."""
         strong, weak = index_tokens([qt.light, qt.core])
         latin = [w for w in dict.fromkeys(qt.core.split(" ")) if w.isascii() and w.isalpha()]
+        version: int | None = None
+        # A Latin word of 5+ letters that is not pinyin may be mistyped: if no entry has it,
+        # its variants are looked up too (the slower path).
+        suspects = [w for w in latin if len(w) >= 5 and len(split_pinyin(w) or ()) < 2]
+        if not self._sqlite and strong and not suspects:
+            rows, version = self._prefilter_pg(cursor, strong, wanted)
+            if len(rows) >= FEW:
+                return rows, version
         df = self._frequencies(cursor, strong, [])
         chosen = _budget([t for t in strong if t in df], df)
-        # A Latin word no entry has, and that is not pinyin either, is probably mistyped.
-        missing = [
-            w for w in latin if len(w) >= 5 and w not in df and len(split_pinyin(w) or ()) < 2
-        ]
+        missing = [w for w in suspects if w not in df]
         if missing:
             # One letter left out of the mistyped word may give a known word (an extra
             # letter) or a deletion of one (a wrong, missing or swapped letter).
@@ -611,7 +634,7 @@ class KnowledgeSearch:
             for key, value in self._score_postings(self._postings(cursor, extra), df).items():
                 scores[key] = scores.get(key, 0.0) + value
         if not scores:
-            return []
+            return [], version
         keys = heapq.nsmallest(
             self.candidates * (5 if wanted else 1), scores, key=lambda key: (-scores[key], key)
         )
@@ -620,7 +643,50 @@ class KnowledgeSearch:
             rows = [r for r in rows if r.etype in wanted]
         order = {key: i for i, key in enumerate(keys)}
         rows.sort(key=lambda r: order[r.key])
-        return rows[: self.candidates]
+        return rows[: self.candidates], version
+
+    def _prefilter_pg(
+        self, cursor: Any, strong: list[str], wanted: set[str] | None
+    ) -> tuple[list[_Row], int]:
+        """PostgreSQL, in one round trip: choose the rarest tokens within the budget, read
+        their postings, sum the IDF per entry and return the best entries, with the
+        hospitals' version (for the catalogue).
+        """
+        typed = (
+            "JOIN kb_search_index s2 ON s2.id = p.entry_id AND s2.entity_type = ANY(%(types)s) "
+            if wanted is not None
+            else ""
+        )
+        cursor.execute(
+            "WITH f AS (SELECT token, df, "  # noqa: S608 (constants and placeholders only)
+            "sum(LEAST(df, %(cap)s)) OVER (ORDER BY df, token) AS spent, "
+            "row_number() OVER (ORDER BY df, token) AS n "
+            "FROM kb_search_tokens WHERE token = ANY(%(toks)s)), "
+            "c AS (SELECT f.token, ln(1.0 + t.total / GREATEST(f.df, 1)) AS w "
+            "FROM f CROSS JOIN (SELECT max(df)::float8 * 20 + 1000 AS total FROM f) t "
+            "WHERE f.n = 1 OR (f.spent <= %(budget)s AND f.df <= %(cap)s AND f.n <= %(most)s)), "
+            "p AS (SELECT x.entry_id, c.w FROM c CROSS JOIN LATERAL ("
+            "SELECT entry_id FROM kb_search_postings WHERE token = c.token LIMIT %(cap)s) x), "
+            f"top AS (SELECT p.entry_id, sum(p.w) AS score FROM p {typed}"
+            "GROUP BY p.entry_id ORDER BY score DESC, p.entry_id LIMIT %(k)s) "
+            f"SELECT 'r', {_COLUMNS}, top.score, NULL "
+            "FROM top JOIN kb_search_index s ON s.id = top.entry_id "
+            "UNION ALL SELECT 'v', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
+            "NULL, version::text FROM kb_search_state WHERE name = 'hospitals'",
+            {
+                "toks": strong,
+                "cap": TOKEN_CAP,
+                "budget": POSTINGS_BUDGET,
+                "most": MAX_TOKENS,
+                "k": self.candidates,
+                "types": sorted(wanted or ()),
+            },
+        )
+        records = cursor.fetchall()
+        version = next((int(r[11]) for r in records if r[0] == "v"), 0)
+        hits = [r for r in records if r[0] == "r"]
+        hits.sort(key=lambda r: (-float(r[10]), r[1]))
+        return self._rows([r[1:10] for r in hits]), version
 
     def _score_postings(
         self, postings: dict[str, list[int]], df: dict[str, int]
@@ -638,9 +704,9 @@ class KnowledgeSearch:
     def _children(self, cursor: Any, hospitals: list[str]) -> list[_Row]:
         return self._select(cursor, "s.hospital_id", hospitals, f" LIMIT {MAX_CHILDREN}")
 
-    def _said_hospitals(self, cursor: Any, forms: list[_Form]) -> list[_Row]:
+    def _said_hospitals(self, cursor: Any, forms: list[_Form], version: int | None) -> list[_Row]:
         """Hospitals whose exact name, alias or sound appears inside the query."""
-        catalogue = self._load_catalogue(cursor)
+        catalogue = self._load_catalogue(cursor, version)
         found: set[int] = set()
         for form in forms:
             if form.words is not None:
@@ -665,9 +731,11 @@ class KnowledgeSearch:
                     found.update(catalogue.by_key.get(key[start : start + size], ()))
         return [replace(catalogue.rows[key]) for key in sorted(found)]
 
-    def _load_catalogue(self, cursor: Any) -> _Catalogue:
-        cursor.execute("SELECT version FROM kb_search_state WHERE name = 'hospitals'")
-        fingerprint = tuple(cursor.fetchone() or (0,))
+    def _load_catalogue(self, cursor: Any, version: int | None) -> _Catalogue:
+        if version is None:
+            cursor.execute("SELECT version FROM kb_search_state WHERE name = 'hospitals'")
+            version = int((cursor.fetchone() or (0,))[0])
+        fingerprint = (version,)
         catalogue = self._catalogue
         if catalogue.fingerprint == fingerprint:
             return catalogue

@@ -199,6 +199,14 @@ def _syllable_codes() -> dict[str, str]:
     return codes
 
 
+def sound_weight(units: Sequence[str]) -> float:
+    """How much is said in ``units``, in syllables: a syllable counts 1, a word that is not
+    pinyin about one per 3 letters. Lets a Latin name and a Chinese query be compared for
+    how much of one the other covers."""
+    codes = _syllable_codes()
+    return sum(1.0 if unit in codes else max(1.0, len(unit) / 3) for unit in units)
+
+
 def sound_key(units: Sequence[str]) -> str:
     """Sound units as a string with one character per unit (private-use code points).
 
@@ -451,10 +459,11 @@ def deletions(word: str) -> list[str]:
 def index_tokens(names: Iterable[str]) -> tuple[list[str], list[str]]:
     """Search tokens of folded ``names``: (strong tokens, weak tokens), each deduplicated.
 
-    Strong: Chinese character bigrams, pairs of consecutive syllables (``ruijin``; both the
-    exact and the fuzzy pinyin, from characters or from a pinyin word) and Latin words; a
-    1-character name is its own token. A 2-character query is one bigram, so it matches
-    without a trigram index, and a homophone shares the syllable pair.
+    Strong: Chinese character bigrams and skip-bigrams (characters 1 and 3), pairs of
+    consecutive syllables (``ruijin``; both the exact and the fuzzy pinyin, from characters or
+    from a pinyin word) and Latin words; a 1-character name is its own token. A 2-character
+    query is one bigram, so it matches without a trigram index, and a homophone shares the
+    syllable pair.
 
     Weak (looked up for a word no entry has, or when the strong ones find too little):
     single characters and syllables, and the one-letter deletions of Latin words (typos).
@@ -477,6 +486,10 @@ def _name_tokens(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         for run in _RUNS.findall(name):
             if is_cjk(run[0]):
                 strong.extend(run[i : i + 2] for i in range(len(run) - 1))
+                # Skip-bigrams: with a character missing from the query (膀囊肿 for 膀胱囊肿)
+                # its bigram 膀囊 is the name's skip-bigram; with one extra or wrong, the other
+                # way round.
+                strong.extend(run[i] + run[i + 2] for i in range(len(run) - 2))
                 if len(run) == 1:
                     strong.append(run)
                 weak.extend(run)

@@ -210,12 +210,6 @@ def upgrade() -> None:
         "kb_search_postings",
         sa.Column("token", sa.String(length=200), nullable=False),
         sa.Column("entry_id", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["entry_id"],
-            ["kb_search_index.id"],
-            name=op.f("fk_kb_search_postings_entry_id_kb_search_index"),
-            ondelete="CASCADE",
-        ),
         sa.PrimaryKeyConstraint("token", "entry_id", name=op.f("pk_kb_search_postings")),
     )
     op.create_index(
