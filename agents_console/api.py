@@ -39,19 +39,6 @@ def create_blueprint(services: Services) -> Blueprint:
         result = services.knowledge.search(
             query, types=types or None, language=language, limit=int(limit_text), today=today
         )
-        return jsonify(
-            query=result.query,
-            ambiguous=result.ambiguous,
-            hits=[
-                {
-                    "type": h.type,
-                    "id": h.id,
-                    "name_zh": h.name_zh,
-                    "name_en": h.name_en,
-                    "score": h.score,
-                }
-                for h in result.hits
-            ],
-        )
+        return jsonify(result.to_data())
 
     return bp

@@ -335,7 +335,7 @@ def kb_search(
     finally:
         services.db.dispose()
     if as_json:
-        click.echo(json.dumps(search_json(result), ensure_ascii=False, indent=2))
+        click.echo(json.dumps(result.to_data(), ensure_ascii=False, indent=2))
         return
     if not result.hits:
         click.echo("no match")
@@ -346,24 +346,6 @@ def kb_search(
         )
     if result.ambiguous:
         click.echo("(the top results are too close to call: a caller would be asked to choose)")
-
-
-def search_json(result: Any) -> dict[str, Any]:
-    """A search result as plain data (the CLI's --json and the HTTP API agree)."""
-    return {
-        "query": result.query,
-        "ambiguous": result.ambiguous,
-        "hits": [
-            {
-                "type": h.type,
-                "id": h.id,
-                "name_zh": h.name_zh,
-                "name_en": h.name_en,
-                "score": h.score,
-            }
-            for h in result.hits
-        ],
-    }
 
 
 @kb.command("import")

@@ -15,7 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import spoken
-from .models import Article, ArticleVersion, Department, Drug, Expert, Hospital, ServiceInfo
+from .articles import latest_version, readable_version
+from .models import Article, Department, Drug, Expert, Hospital, ServiceInfo
 
 DISCLAIMER = {
     "zh-CN": "以上为一般健康知识，不能代替医生诊断；如有不适，请及时就医。",
@@ -50,15 +51,6 @@ def _sentence(text: str, language: str) -> str:
         return ""
     end = "." if language == "en" else "。"
     return text if text[-1] in ".。!！?？" else text + end
-
-
-def readable_version(article: Article, today: date) -> ArticleVersion | None:
-    """The newest version that has not expired; ``None`` when none may be read."""
-    for version in sorted(article.versions, key=lambda v: v.version, reverse=True):
-        if version.expires_on >= today:
-            return version
-        return None  # the newest has expired: an older text is not a fallback
-    return None
 
 
 def answer(
@@ -211,12 +203,11 @@ def _article(a: Article | None, lang: str, today: date) -> Answer | None:
 def review_list(
     session: Session, today: date, within_days: int = 30
 ) -> list[tuple[str, int, date]]:
-    """Articles whose newest version has expired or expires within ``within_days``."""
+    """(article, version, expiry) of articles whose current version has expired or expires
+    within ``within_days``, by article id (the short form of :func:`articles.review_list`)."""
     out: list[tuple[str, int, date]] = []
     for article in session.scalars(select(Article).order_by(Article.id)):
-        if not article.versions:
-            continue
-        newest = max(article.versions, key=lambda v: v.version)
-        if (newest.expires_on - today).days <= within_days:
+        newest = latest_version(article, today)
+        if newest is not None and (newest.expires_on - today).days <= within_days:
             out.append((article.id, newest.version, newest.expires_on))
     return out

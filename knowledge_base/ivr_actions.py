@@ -33,7 +33,8 @@ from callcenter.calls.actions import ActionContext, ActionRegistry
 from callcenter.db.models import CallEvent
 from callcenter.ivr.engine import ActionResult
 
-from .answers import Answer, answer, readable_version
+from .answers import Answer, answer
+from .articles import readable_version
 from .models import Article, Department, Drug, Expert, Hospital
 from .search import Hit, KnowledgeSearch
 

@@ -136,6 +136,23 @@ class SearchResult:
     hits: list[Hit] = field(default_factory=list)
     ambiguous: bool = False
 
+    def to_data(self) -> dict[str, Any]:
+        """Plain data, as the CLI's ``--json`` and the HTTP API give it."""
+        return {
+            "query": self.query,
+            "ambiguous": self.ambiguous,
+            "hits": [
+                {
+                    "type": h.type,
+                    "id": h.id,
+                    "name_zh": h.name_zh,
+                    "name_en": h.name_en,
+                    "score": h.score,
+                }
+                for h in self.hits
+            ],
+        }
+
     @property
     def top(self) -> Hit | None:
         """The best hit, if any."""

@@ -53,7 +53,7 @@ def make_engine(
     )
 
 
-def _sqlite_setup(engine: Engine, busy_timeout_ms: int, *, writer: bool = True) -> None:
+def _sqlite_setup(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
@@ -67,7 +67,7 @@ def _sqlite_setup(engine: Engine, busy_timeout_ms: int, *, writer: bool = True) 
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 T = TypeVar("T")
@@ -102,14 +102,6 @@ class Database:
         self.engine = engine
         self.sessions = sessionmaker(engine, expire_on_commit=False)
         self._writer = threading.RLock() if is_sqlite(engine) else None
-        self._reader: Engine | None = None
-        if is_sqlite(engine):
-            # Reads need no write lock: in WAL mode they see the last commit and never wait
-            # for (or block) a writer, even one in this very thread.
-            self._reader = create_engine(
-                engine.url, connect_args={"check_same_thread": False, "timeout": 10}
-            )
-            _sqlite_setup(self._reader, 10_000, writer=False)
 
     def _serialised(self) -> AbstractContextManager[object]:
         return self._writer if self._writer is not None else nullcontext()
@@ -131,14 +123,6 @@ class Database:
         with self._serialised(), self.engine.begin() as conn:
             yield conn
 
-    @contextmanager
-    def read(self) -> Iterator[Connection]:
-        """A Core connection for reading only (searches, reports); never takes the write lock."""
-        with (self._reader or self.engine).begin() as conn:
-            yield conn
-
     def dispose(self) -> None:
         """Close pooled connections."""
         self.engine.dispose()
-        if self._reader is not None:
-            self._reader.dispose()
