@@ -148,6 +148,89 @@ class IvrConfig(_Section):
         return value
 
 
+def _clock_time(value: str) -> str:
+    """Check an ``HH:MM`` local time of day."""
+    parts = value.split(":")
+    if len(parts) != 2 or not all(x.isdigit() and len(x) == 2 for x in parts):
+        raise ValueError(f"{value!r} is not a time of day like 16:00")
+    hour, minute = int(parts[0]), int(parts[1])
+    if hour > 23 or minute > 59:
+        raise ValueError(f"{value!r} is not a time of day like 16:00")
+    return value
+
+
+class FhirConfig(_Section):
+    """A hospital information system reached over FHIR R4 (``booking.backend: fhir``).
+
+    The bearer token comes only from the environment (``FHIR_TOKEN``).
+    """
+
+    base_url: str = ""
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+    #: identifier system for Chinese resident ID numbers and for passports
+    id_system_cn: str = "urn:oid:2.16.156.10011.1.5"
+    id_system_passport: str = "urn:oid:2.16.156.10011.1.11"
+
+
+class BookingConfig(_Section):
+    """Booking rules (defaults follow common Chinese booking platforms) and the backend."""
+
+    backend: Literal["sql", "fhir"] = "sql"
+    horizon_days: int = Field(default=14, ge=1, le=90)
+    release_time: str = "08:00"
+    per_patient_per_day: int = Field(default=1, ge=1, le=10)
+    patients_per_phone: int = Field(default=2, ge=1, le=20)
+    cancel_deadline: str = "16:00"
+    no_show_limit: int = Field(default=3, ge=1, le=100)
+    no_show_window_days: int = Field(default=90, ge=1, le=3650)
+    no_show_block_days: int = Field(default=90, ge=0, le=3650)
+    pin_attempts_per_call: int = Field(default=3, ge=1, le=20)
+    pin_attempts_per_day: int = Field(default=5, ge=1, le=100)
+    password_valid_days: int = Field(default=1, ge=0, le=365)
+    password_hash_cost: int = Field(default=14, ge=4, le=20)
+    fhir: FhirConfig = Field(default_factory=FhirConfig)
+
+    @field_validator("release_time", "cancel_deadline")
+    @classmethod
+    def _times(cls, value: str) -> str:
+        return _clock_time(value)
+
+
+class SenderLimits(_Section):
+    """How fast one sender may go: units per second (an SMS segment, or a call)."""
+
+    per_second: float = Field(default=1.0, gt=0, le=10_000)
+
+
+class MessagingConfig(_Section):
+    """The outbox dispatcher: provider, rates, retries, quiet hours."""
+
+    #: ``twilio`` sends for real; ``local`` (the demo and simulator) marks messages delivered
+    #: without sending them anywhere
+    sender: Literal["twilio", "local"] = "local"
+    sms_from: str = ""
+    messaging_service_sid: str = ""
+    call_from: str = ""
+    sms: SenderLimits = Field(default_factory=SenderLimits)
+    calls: SenderLimits = Field(default_factory=SenderLimits)
+    rate_guard_ms: int = Field(default=20, ge=0, le=1000)
+    max_attempts: int = Field(default=6, ge=1, le=50)
+    backoff_base_s: float = Field(default=5.0, gt=0)
+    backoff_max_s: float = Field(default=900.0, gt=0)
+    lease_s: float = Field(default=60.0, gt=0)
+    batch_size: int = Field(default=20, ge=1, le=1000)
+    poll_interval_s: float = Field(default=1.0, gt=0, le=60)
+    quiet_start: str = "21:00"
+    quiet_end: str = "08:00"
+    reply_window_hours: int = Field(default=48, ge=1, le=720)
+    status_callbacks: bool = True
+
+    @field_validator("quiet_start", "quiet_end")
+    @classmethod
+    def _times(cls, value: str) -> str:
+        return _clock_time(value)
+
+
 class LoggingConfig(_Section):
     """Log level and format; personal data is always masked."""
 
@@ -162,6 +245,8 @@ class Settings(_Section):
     web: WebConfig = Field(default_factory=WebConfig)
     twilio: TwilioConfig = Field(default_factory=TwilioConfig)
     ivr: IvrConfig = Field(default_factory=IvrConfig)
+    booking: BookingConfig = Field(default_factory=BookingConfig)
+    messaging: MessagingConfig = Field(default_factory=MessagingConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
 
@@ -172,12 +257,14 @@ class Secrets:
     twilio_auth_token: str | None
     twilio_account_sid: str | None
     secret_key: str | None
+    fhir_token: str | None = None
 
     #: environment variable name -> what needs it
     NEEDED_BY = {  # noqa: RUF012 - a constant table, not a mutable default
         "TWILIO_AUTH_TOKEN": "checking X-Twilio-Signature on every Twilio webhook",
         "SECRET_KEY": "signing web sessions",
         "TWILIO_ACCOUNT_SID": "sending SMS and placing calls through Twilio",
+        "FHIR_TOKEN": "reaching the hospital's booking system over FHIR",
     }
 
     def require(self, *names: str) -> None:
@@ -186,6 +273,7 @@ class Secrets:
             "TWILIO_AUTH_TOKEN": self.twilio_auth_token,
             "TWILIO_ACCOUNT_SID": self.twilio_account_sid,
             "SECRET_KEY": self.secret_key,
+            "FHIR_TOKEN": self.fhir_token,
         }
         missing = [n for n in names if not values[n]]
         if missing:
@@ -331,6 +419,7 @@ def load_config(
         twilio_auth_token=env.get("TWILIO_AUTH_TOKEN") or None,
         twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
         secret_key=env.get("SECRET_KEY") or None,
+        fhir_token=env.get("FHIR_TOKEN") or None,
     )
     return Config(settings=settings, secrets=secrets, base_dir=base_dir)
 

@@ -1,0 +1,21 @@
+"""messaging: outbox delivery columns, attempts, opt-outs, shared rate limits
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-26 10:45:00
+"""
+
+from collections.abc import Sequence
+
+revision: str = "0003"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    """Filled in with the outbox dispatcher."""
+
+
+def downgrade() -> None:
+    """Nothing to undo yet."""
