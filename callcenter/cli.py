@@ -493,5 +493,16 @@ def call(
         services.db.dispose()
 
 
+def _register() -> None:
+    """Command groups that live beside the code they drive."""
+    from .booking.cli import booking
+    from .messaging.cli import worker
+
+    main.add_command(booking)
+    main.add_command(worker)
+
+
+_register()
+
 if __name__ == "__main__":  # pragma: no cover
     main()
