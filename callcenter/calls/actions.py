@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -32,6 +32,8 @@ class ActionContext:
     language: str
     args: Mapping[str, str]
     clock: Clock
+    #: the session's variables (read-only): what the caller chose so far, ``sealed`` values
+    vars: Mapping[str, Any] = field(default_factory=dict)
 
 
 Action = Callable[[ActionContext], ActionResult]

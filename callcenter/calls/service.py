@@ -13,11 +13,12 @@ hottest path in the product (see ``bench/webhook.py``).
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
@@ -36,6 +37,7 @@ from ..db.models import (
 from ..db.sql import insert_ignore, inserted
 from ..ivr import instructions as ins
 from ..ivr.engine import (
+    SEALED,
     ActionResult,
     Digits,
     Engine,
@@ -49,6 +51,9 @@ from ..ivr.engine import (
 from ..logs import mask_text
 from ..phone import mask, normalize_caller_id
 from .actions import ActionContext, ActionRegistry
+
+#: How a sealed value is stored: ``{"$sealed": token}``.
+SEALED_TOKEN = "$sealed"  # noqa: S105 - a marker key, not a secret
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +177,32 @@ _INSERT_EVENTS = insert(events_t)
 _INSERT_OUTBOX = insert(outbox_t)
 
 
+def _ended(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored session marked ended, its sealed values gone."""
+    kept = {k: v for k, v in (data.get("vars") or {}).items() if k != SEALED}
+    return {**data, "vars": kept, "ended": True, "node": None}
+
+
+class Sealer(Protocol):
+    """Encrypts small mappings at rest (see :mod:`callcenter.messaging.sealing`)."""
+
+    def seal(self, values: Mapping[str, str]) -> str:
+        """An opaque token holding ``values``."""
+        ...
+
+    def open(self, token: str) -> dict[str, str]:
+        """The mapping sealed in ``token``."""
+        ...
+
+
 class CallService:
-    """Runs inbound (and later outbound) calls through the IVR engine, persistently."""
+    """Runs inbound (and later outbound) calls through the IVR engine, persistently.
+
+    Sensitive session values (the engine keeps them under ``vars["sealed"]``: PINs, ID
+    numbers, a new visit password to repeat) are encrypted with ``sealer`` whenever the
+    session is stored, and so is the stored answer of any step taken while they existed
+    (it may say them aloud); they are dropped for good when the call's IVR part ends.
+    """
 
     def __init__(
         self,
@@ -183,12 +212,42 @@ class CallService:
         clock: Clock,
         *,
         default_region: str = "CN",
+        sealer: Sealer | None = None,
     ) -> None:
         self.db = db
         self.engine = engine
         self.actions = actions
         self.clock = clock
         self.default_region = default_region
+        self.sealer = sealer
+
+    # ------------------------------------------------------------ sealed values at rest
+
+    def _store_state(self, state: SessionState) -> dict[str, Any]:
+        data = state.to_data()
+        secret = data["vars"].pop(SEALED, None)
+        if secret and not state.ended:
+            data["vars"][SEALED] = {SEALED_TOKEN: self._seal(secret)}
+        return data
+
+    def _load_state(self, data: Mapping[str, Any]) -> SessionState:
+        state = SessionState.from_data(data)
+        secret = state.vars.get(SEALED)
+        if isinstance(secret, Mapping) and SEALED_TOKEN in secret:
+            opened = self._open(str(secret[SEALED_TOKEN]))
+            state = replace(state, vars={**state.vars, SEALED: opened})
+        return state
+
+    def _seal(self, data: Mapping[str, Any]) -> str:
+        if self.sealer is None:
+            raise RuntimeError("sensitive call data needs SECRET_KEY (no sealer configured)")
+        return self.sealer.seal({"json": json.dumps(dict(data), ensure_ascii=False)})
+
+    def _open(self, token: str) -> dict[str, Any]:
+        if self.sealer is None:
+            raise RuntimeError("sensitive call data needs SECRET_KEY (no sealer configured)")
+        opened: dict[str, Any] = json.loads(self.sealer.open(token)["json"])
+        return opened
 
     # ------------------------------------------------------------ webhooks
 
@@ -285,7 +344,7 @@ class CallService:
                     conn.execute(
                         update(sessions_t)
                         .where(sessions_t.c.call_id == row.id)
-                        .values(state={**sess.state, "ended": True, "node": None}, updated_at=now)
+                        .values(state=_ended(sess.state), updated_at=now)
                     )
                 events.append(
                     self._event_row(
@@ -451,7 +510,7 @@ class CallService:
         # provider's idempotency token is stored with the step (unique per call) as well.
         if step < row.step:
             return self._replay(conn, call.id, call.provider_call_id, step + 1)
-        state = SessionState.from_data(row.state)
+        state = self._load_state(row.state)
         if step > row.step or state.ended:
             # Not a question we asked (forged, or the call is already in a queue): ask again.
             conn.execute(
@@ -510,6 +569,7 @@ class CallService:
                     language=step.state.language,
                     args=action.args,
                     clock=self.clock,
+                    vars=step.state.vars,
                 )
                 outcome = self.actions.run(action.name, ctx)
                 step = self.engine.handle(step.state, outcome, self.clock)
@@ -590,7 +650,7 @@ class CallService:
                 {
                     "call_id": call.id,
                     "provider_call_id": call.provider_call_id,
-                    "state": state.to_data(),
+                    "state": self._store_state(state),
                     "step": step_no,
                     "updated_at": now,
                 },
@@ -598,13 +658,21 @@ class CallService:
         else:
             conn.execute(
                 _UPDATE_SESSION,
-                {"b_call_id": call.id, "b_state": state.to_data(), "b_step": step_no, "b_at": now},
+                {
+                    "b_call_id": call.id,
+                    "b_state": self._store_state(state),
+                    "b_step": step_no,
+                    "b_at": now,
+                },
             )
-        response = {
+        response: dict[str, Any] = {
             "instructions": [ins.to_data(i) for i in played],
             "ended": state.ended,
             "language": state.language,
         }
+        if state.vars.get(SEALED) or (before is not None and before.vars.get(SEALED)):
+            # What this step says may include a sensitive value: replayable, not readable.
+            response = {SEALED_TOKEN: self._seal(response)}
         conn.execute(
             _INSERT_STEP,
             {
@@ -657,7 +725,7 @@ class CallService:
         done = conn.execute(_SELECT_STEP, {"call_id": call_id, "step_no": step_no}).first()
         if done is None:
             sess = conn.execute(_SELECT_SESSION, {"call_id": call_id}).one()
-            state = SessionState.from_data(sess.state)
+            state = self._load_state(sess.state)
             return Reply(
                 provider_call_id,
                 sess.step,
@@ -667,6 +735,8 @@ class CallService:
                 state.language,
             )
         data = done.response
+        if SEALED_TOKEN in data:
+            data = self._open(str(data[SEALED_TOKEN]))
         return Reply(
             provider_call_id=provider_call_id,
             step=done.step,

@@ -46,7 +46,7 @@ from .model import (
     SayNode,
     SmsNode,
 )
-from .validators import VALIDATORS
+from .validators import VALIDATORS, normalize
 
 #: Nodes entered in one step before the engine gives up (flows are checked for silent loops,
 #: so this only guards against a bug, never a valid flow).
@@ -54,6 +54,8 @@ MAX_TRANSITIONS = 64
 MAX_HISTORY = 200
 MAX_DIGITS_INPUT = 40
 RED_FLAG_PRIORITY = 100
+#: The session variable holding sensitive values (see :meth:`Engine._collected`).
+SEALED = "sealed"
 _DIGITS_RE = re.compile(rf"^[0-9*#]{{1,{MAX_DIGITS_INPUT}}}$")
 
 
@@ -684,11 +686,8 @@ class Engine:
         self, run: _Run, flow: Flow, node: CollectNode, value: str, via: str, clock: Clock
     ) -> None:
         where = self._where(run.state)
-        ok = (
-            value.isdigit()
-            and node.min_digits <= len(value) <= node.max_digits
-            and VALIDATORS[node.validate](value)
-        )
+        value = normalize(node.validate, value)
+        ok = node.min_digits <= len(value) <= node.max_digits and VALIDATORS[node.validate](value)
         if not ok:
             run.trace.append(Trace("invalid", where, {"reason": "validation", "via": via}))
             self._retry(run, flow, node, "system.invalid", clock)
@@ -697,7 +696,13 @@ class Engine:
         run.trace.append(
             Trace("collected", where, {"store": node.store, "value": shown, "via": via})
         )
-        run.state = replace(run.state, vars={**run.state.vars, node.store: value})
+        if node.sensitive:
+            # Sensitive answers (PINs, ID numbers) live under ``sealed``: the call service
+            # encrypts that part of the session at rest and drops it when the call ends.
+            sealed = {**run.state.vars.get(SEALED, {}), node.store: value}
+            run.state = replace(run.state, vars={**run.state.vars, SEALED: sealed})
+        else:
+            run.state = replace(run.state, vars={**run.state.vars, node.store: value})
         self._enter(run, flow.name, node.next, clock)
 
     def _retry(

@@ -1,4 +1,9 @@
-"""Validators for digits collected from callers (keypad or spoken), by name for flow files."""
+"""Validators for digits collected from callers (keypad or spoken), by name for flow files.
+
+A validator gets what the caller keyed (ASCII digits, and ``*`` where a validator allows it)
+after :data:`NORMALIZERS` has turned keypad stand-ins into what they stand for: on a phone
+keypad the ``X`` that ends some resident ID numbers is keyed as ``*``.
+"""
 
 from __future__ import annotations
 
@@ -39,9 +44,36 @@ def _date_yyyymmdd(value: str) -> bool:
     return 1 <= day <= days[month - 1]
 
 
-#: name -> predicate over a string of ASCII digits
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
+
+
+def _cn_id(value: str) -> bool:
+    """An 18-character resident ID number: real birth date, ISO 7064 MOD 11-2 check character."""
+    if len(value) != 18 or not value[:17].isdigit() or value[17] not in "0123456789X":
+        return False
+    if not _date_yyyymmdd(value[6:14]) or value[:2] == "00":
+        return False
+    total = sum(int(d) * w for d, w in zip(value[:17], _ID_WEIGHTS, strict=True))
+    return _ID_CHECK[total % 11] == value[17]
+
+
+#: name -> predicate over the (normalised) value
 VALIDATORS: dict[str, Callable[[str], bool]] = {
     "digits": _digits,
     "cn_mobile": _cn_mobile,
     "date_yyyymmdd": _date_yyyymmdd,
+    "cn_id": _cn_id,
 }
+
+#: name -> how keyed input becomes the value the validator checks (default: unchanged)
+NORMALIZERS: dict[str, Callable[[str], str]] = {
+    # The last character of an ID number may be X, keyed as *.
+    "cn_id": lambda value: value[:-1] + "X" if value.endswith("*") else value,
+}
+
+
+def normalize(name: str, value: str) -> str:
+    """``value`` as the validator ``name`` expects it."""
+    convert = NORMALIZERS.get(name)
+    return convert(value) if convert else value
