@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -156,9 +157,18 @@ class CallStep(Base):
 
 
 class OutboxMessage(Base):
-    """An SMS or outbound call to be sent, written in the same transaction as its cause."""
+    """An SMS or outbound call to be sent, written in the same transaction as its cause.
+
+    ``due_at`` is when the cause wanted it sent; ``not_before`` is when a dispatcher may next
+    pick it up (quiet hours, retry backoff, or the end of a claimed row's lease). ``status``
+    moves forward only (``status_rank``): pending, claimed, then the provider's statuses, or
+    a final ``failed`` / ``suppressed`` / ``cancelled``. ``sealed`` holds encrypted params
+    (a visit password) and is erased once the message is final. Columns added after the first
+    schema have server defaults, so plain Core inserts keep working.
+    """
 
     __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_not_before", "status", "not_before"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     channel: Mapped[str] = mapped_column(String(8))
@@ -172,6 +182,74 @@ class OutboxMessage(Base):
     due_at: Mapped[datetime]
     created_at: Mapped[datetime]
     call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    sealed: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    not_before: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    provider: Mapped[str | None] = mapped_column(String(16))
+    provider_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    segments: Mapped[int | None] = mapped_column(Integer)
+    status_rank: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error_code: Mapped[str | None] = mapped_column(String(32))
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    sent_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime | None]
+    reply_handler: Mapped[str | None] = mapped_column(String(64))
+    reply_context: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    reply_until: Mapped[datetime | None]
+
+
+class OutboxAttempt(Base):
+    """One try at handing an outbox message to the provider.
+
+    The row is committed before the provider is called, so an attempt that started and never
+    finished (a worker killed mid-send) stays visible with ``finished_at`` empty until the
+    message is reclaimed, then ``result = 'unknown'``. A status callback for any attempt's
+    ``provider_id`` finds its message.
+    """
+
+    __tablename__ = "outbox_attempts"
+    __table_args__ = (UniqueConstraint("outbox_id", "attempt"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    #: accepted | transient | permanent | unknown (``None`` while in flight)
+    result: Mapped[str | None] = mapped_column(String(16))
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    provider_id: Mapped[str | None] = mapped_column(String(64), index=True)
+
+
+class SmsOptOut(Base):
+    """A number that asked for no more non-essential SMS (TD / 退订 / STOP...)."""
+
+    __tablename__ = "sms_opt_outs"
+
+    phone_e164: Mapped[str] = mapped_column(String(20), primary_key=True)
+    opted_out_at: Mapped[datetime]
+    keyword: Mapped[str | None] = mapped_column(String(32))
+    #: where the opt-out came from: sms, agent, import...
+    source: Mapped[str] = mapped_column(String(16), default="sms")
+
+
+class RateLimit(Base):
+    """The shared sending schedule of one sender (all workers on all machines reserve here).
+
+    ``state`` holds the recent and upcoming reservations as ``[[unix_time, units], ...]``.
+    """
+
+    __tablename__ = "rate_limits"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime]
 
 
 class InboundSms(Base):
