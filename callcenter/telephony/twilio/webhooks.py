@@ -13,7 +13,9 @@ Endpoints (stable, documented in the README):
 * ``POST /twilio/voice/queue``: the caller left the waiting queue (``<Enqueue action>``);
 * ``POST /twilio/voice/status``: call status callback;
 * ``POST /twilio/fallback``: the number's fallback URL; touches no database;
-* ``POST /twilio/sms`` and ``POST /twilio/sms/status``: inbound SMS and delivery statuses.
+* ``POST /twilio/sms``: an inbound SMS (opt-out and re-subscribe keywords, numbered answers,
+  anything else; see :mod:`callcenter.messaging.inbound`);
+* ``POST /twilio/sms/status?o=<outbox id>``: SMS delivery status callback.
 """
 
 from __future__ import annotations
@@ -224,14 +226,19 @@ def create_blueprint(config: Config, calls: CallService, sms: InboundSmsService)
     @bp.post("/sms/status")
     @signed
     def sms_status() -> Response:
+        # The callback URL the dispatcher gives Twilio carries the outbox id as ``?o=<id>``
+        # (covered by the signature), so statuses of every copy of a message find its row.
         status = request.form.get("MessageStatus") or request.form.get("SmsStatus") or ""
         if not status:
             abort(400, description="missing MessageStatus")
+        error_code = request.form.get("ErrorCode", "").strip()[:32]
         sms.status(
             provider=PROVIDER,
             message_id=_sid("MessageSid"),
             status=status,
             detail={k: request.form.get(k, "")[:64] for k in ("ErrorCode",) if k in request.form},
+            error_code=error_code or None,
+            outbox_id=_int(request.args.get("o")),
         )
         return Response(status=204)
 
