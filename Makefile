@@ -8,6 +8,9 @@ STAMP  := $(VENV)/.installed
 TEST_PG_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 export TEST_PG_URL
 
+PRISM_VERSION := 5.14.2
+PRISM := .ci/node/node_modules/.bin/prism
+
 .PHONY: demo test lint test-sqlite test-postgresql bench clean
 
 $(STAMP): pyproject.toml
@@ -15,6 +18,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $(STAMP)
+
+# Prism serves Twilio's OpenAPI spec for the contract tests (tests/contract). Installed into
+# .ci/node when npm is there; without it those tests fail and name the install command.
+$(PRISM):
+	@if command -v npm >/dev/null 2>&1; then \
+		npm install --prefix .ci/node --no-audit --no-fund --loglevel=error \
+			@stoplight/prism-cli@$(PRISM_VERSION); \
+	else \
+		echo "npm not found: install Node.js (>= 18.20) and npm for the Twilio contract tests"; \
+	fi
 
 ## Run the hotline locally: SQLite, demo data, web app on http://localhost:8000
 demo: $(STAMP)
@@ -29,10 +42,10 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test-sqlite: $(STAMP)
+test-sqlite: $(STAMP) | $(PRISM)
 	TEST_DATABASE=sqlite $(BIN)/pytest -q
 
-test-postgresql: $(STAMP)
+test-postgresql: $(STAMP) | $(PRISM)
 	TEST_DATABASE=postgresql $(BIN)/pytest -q
 
 ## Benchmarks (print figures; see bench/README.md)
