@@ -44,18 +44,28 @@ def _date_yyyymmdd(value: str) -> bool:
     return 1 <= day <= days[month - 1]
 
 
-_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_ID_CHECK = "10X98765432"
+#: Weights of the 17 body digits of a resident ID number (2^(17-i) mod 11).
+ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+#: Check character for each weighted sum modulo 11.
+ID_CHECK_CHARS = "10X98765432"
+
+
+def id_check_char(body: str) -> str:
+    """The ISO 7064 MOD 11-2 check character of a resident ID number's 17 body digits."""
+    if len(body) != 17 or not body.isascii() or not body.isdigit():
+        raise ValueError("the body of a resident ID number is 17 digits")
+    total = sum(int(d) * w for d, w in zip(body, ID_WEIGHTS, strict=True))
+    return ID_CHECK_CHARS[total % 11]
 
 
 def _cn_id(value: str) -> bool:
-    """An 18-character resident ID number: real birth date, ISO 7064 MOD 11-2 check character."""
-    if len(value) != 18 or not value[:17].isdigit() or value[17] not in "0123456789X":
+    """An 18-character resident ID number: real birth date, right check character (the full
+    rules, province codes included, are :func:`callcenter.booking.identity.normalize_cn_id`)."""
+    if len(value) != 18 or not value[:17].isascii() or not value[:17].isdigit():
         return False
     if not _date_yyyymmdd(value[6:14]) or value[:2] == "00":
         return False
-    total = sum(int(d) * w for d, w in zip(value[:17], _ID_WEIGHTS, strict=True))
-    return _ID_CHECK[total % 11] == value[17]
+    return id_check_char(value[:17]) == value[17]
 
 
 #: name -> predicate over the (normalised) value
