@@ -8,9 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from knowledge_base.ivr_actions import ACTION_NAMES as KB_ACTIONS
 from knowledge_base.ivr_actions import KnowledgeActions
 from knowledge_base.search import KnowledgeSearch
 
+from .booking.fhir_backend import FhirBookingBackend
+from .booking.ivr_actions import ACTION_NAMES as BOOKING_ACTIONS
+from .booking.ivr_actions import BookingActions
+from .booking.ports import BookingBackend
+from .booking.service import BookingService
+from .booking.sql_backend import SqlBookingBackend
 from .calls.actions import ActionRegistry
 from .calls.service import CallService
 from .clock import Clock, SystemClock
@@ -19,6 +26,12 @@ from .db.engine import Database
 from .ivr.engine import Engine, EngineSettings
 from .ivr.loader import load_flows
 from .messaging.inbound import InboundSmsService
+from .messaging.outbox import Outbox
+from .messaging.replies import ReplyHandlers
+from .messaging.sealing import Sealer
+
+#: Every action name the shipped flows may call (for checking flows without a database).
+ACTION_NAMES = KB_ACTIONS | BOOKING_ACTIONS
 
 
 @dataclass(frozen=True)
@@ -33,6 +46,11 @@ class Services:
     calls: CallService
     sms_inbound: InboundSmsService
     knowledge: KnowledgeSearch
+    outbox: Outbox
+    #: handlers for numbered SMS answers ("reply 1 or 2"); features register theirs here
+    replies: ReplyHandlers
+    #: ``None`` without ``SECRET_KEY`` (visit passwords and ID numbers are keyed with it)
+    booking: BookingService | None
 
 
 def database(config: Config) -> Database:
@@ -46,10 +64,24 @@ def database(config: Config) -> Database:
     )
 
 
-def build_actions(config: Config, knowledge: KnowledgeSearch) -> ActionRegistry:
+def booking_backend(config: Config, clock: Clock) -> BookingBackend:
+    """Where clinic slots live: this database, or the hospital's system over FHIR."""
+    if config.settings.booking.backend == "fhir":
+        return FhirBookingBackend.from_config(config)
+    return SqlBookingBackend(clock)
+
+
+def build_actions(
+    config: Config,
+    knowledge: KnowledgeSearch,
+    booking: BookingService | None,
+    backend: BookingBackend,
+) -> ActionRegistry:
     """The service actions flows may call. Each capability registers its own here."""
     registry = ActionRegistry()
-    KnowledgeActions(knowledge, config.settings.instance.timezone).register(registry)
+    tz = config.settings.instance.timezone
+    KnowledgeActions(knowledge, tz).register(registry)
+    BookingActions(knowledge, booking, backend, config.settings.booking, tz).register(registry)
     return registry
 
 
@@ -79,7 +111,22 @@ def build(config: Config, *, clock: Clock | None = None, db: Database | None = N
     clock = clock or SystemClock()
     handle = db or database(config)
     knowledge = KnowledgeSearch(handle)
-    actions = build_actions(config, knowledge)
+    sealer = Sealer(config.secrets.secret_key)
+    outbox = Outbox(handle, sealer, config.settings)
+    replies = ReplyHandlers()
+    backend = booking_backend(config, clock)
+    booking = None
+    if config.secrets.secret_key:
+        booking = BookingService(
+            handle,
+            backend,
+            outbox,
+            clock,
+            config.settings.booking,
+            config.secrets.secret_key,
+            config.timezone,
+        )
+    actions = build_actions(config, knowledge, booking, backend)
     engine = build_engine(config, actions)
     region = config.settings.instance.default_region
     return Services(
@@ -88,7 +135,10 @@ def build(config: Config, *, clock: Clock | None = None, db: Database | None = N
         db=handle,
         engine=engine,
         actions=actions,
-        calls=CallService(handle, engine, actions, clock, default_region=region),
-        sms_inbound=InboundSmsService(handle, clock, region),
+        calls=CallService(handle, engine, actions, clock, default_region=region, sealer=sealer),
+        sms_inbound=InboundSmsService(handle, clock, region, replies=replies, outbox=outbox),
         knowledge=knowledge,
+        outbox=outbox,
+        replies=replies,
+        booking=booking,
     )

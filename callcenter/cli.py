@@ -6,8 +6,10 @@ Exit codes scripts can rely on: 0 success, 1 failure while running, 2 usage erro
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -127,19 +129,16 @@ def flows() -> None:
 @click.pass_obj
 def flows_check(state: _State, directory: str | None) -> None:
     """Validate the flow files (schema, targets, prompts in both languages, reachability)."""
-    from knowledge_base.search import KnowledgeSearch
-
-    from .bootstrap import build_actions, database
+    from .bootstrap import ACTION_NAMES
 
     config = state.config()
     path = Path(directory) if directory else config.flows_dir
-    handle = database(config)  # names the actions only; nothing connects
     try:
         flowset = load_flows(
             path,
             entry=config.settings.ivr.entry_flow,
             default_queue=config.settings.ivr.default_queue,
-            actions=set(build_actions(config, KnowledgeSearch(handle))),
+            actions=set(ACTION_NAMES),
         )
     except FlowError as exc:
         raise click.ClickException(str(exc)) from None
@@ -267,9 +266,12 @@ def demo(state: _State, load_only: bool, host: str | None, port: int | None) -> 
         engine.dispose()
     from knowledge_base.importer import load_demo as load_kb_demo
 
+    from .booking.schedules import load_demo_schedules
+
     services = _services(state)
     report = load_demo(services.db, services.clock)
     kb_report = load_kb_demo(services.db, services.clock)
+    schedules = load_demo_schedules(services.db, services.clock, config.timezone)
     services.db.dispose()
     base = config.settings.web.public_base_url
     click.echo(
@@ -277,7 +279,8 @@ def demo(state: _State, load_only: bool, host: str | None, port: int | None) -> 
             [
                 f"健康热线演示 / Health Hotline demo — database: {config.database_url}",
                 f"  demo data loaded (new residents: {report.residents}; knowledge base: "
-                f"{kb_report.changes} new or changed entries); all people are fictional",
+                f"{kb_report.changes} new or changed entries; clinic schedules: "
+                f"{schedules.clinics_created} new clinics for two weeks); all people are fictional",
                 "  call it from this terminal:   callcenter call            (English: --lang en)",
                 f"  scripted call:                callcenter call -i 5 -i 1 --from {DEMO_CALLER}",
                 f"  Twilio voice webhook:         POST {base}/twilio/voice",
@@ -292,6 +295,13 @@ def demo(state: _State, load_only: bool, host: str | None, port: int | None) -> 
         return
     web = config.settings.web
     _check_serve(state)
+    # The demo sends with the local sender: messages are marked delivered, nothing leaves
+    # the machine. One dispatcher process beside the web server, stopped with it.
+    dispatcher = subprocess.Popen(
+        [sys.executable, "-m", "callcenter.cli", "worker"], env=os.environ.copy()
+    )
+    atexit.register(dispatcher.terminate)
+    click.echo(f"  outbox dispatcher:            pid {dispatcher.pid} (callcenter worker)")
     _gunicorn(config, host or web.host, port or web.port, None, access_log=False)
 
 
@@ -460,6 +470,11 @@ def call(
     from .simulator import Simulator
 
     config = state.config()
+    if not os.environ.get("SECRET_KEY"):
+        # Booking hashes visit passwords with SECRET_KEY: on a machine without one, the
+        # simulator uses the demo's (generated once, like `callcenter demo` does).
+        _demo_secrets(config)
+        config = state.reload()
     number = caller or DEMO_CALLER
     try:
         number = normalize(number, config.settings.instance.default_region)

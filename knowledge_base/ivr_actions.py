@@ -160,7 +160,7 @@ class KnowledgeActions:
         if (result.ambiguous or vague) and len(hits) >= 2:
             choices = [_label(ctx.session, h, ctx.language) for h in hits]
             refs = [f"{h.type}:{h.id}" for h in hits]
-            return ActionResult("choose", _menu(choices, refs, ctx.language))
+            return ActionResult("choose", spoken_menu(choices, refs, ctx.language))
         top = hits[0]
         found = answer(ctx.session, top.type, top.id, ctx.language, today)
         if found is None:
@@ -202,7 +202,9 @@ class KnowledgeActions:
         if len(items) > start + PAGE:
             labels.append(MORE[lang])
             refs.append(f"more:{kind}:{parent}:{page + 1}")
-        return ActionResult("list", {**_menu(labels, refs, lang), "type": kind, "parent": parent})
+        return ActionResult(
+            "list", {**spoken_menu(labels, refs, lang), "type": kind, "parent": parent}
+        )
 
 
 def _only_generic(query: str) -> bool:
@@ -226,12 +228,12 @@ def _label(session: Session, hit: Hit, language: str) -> str:
     if hit.type in ("department", "expert") and hit.hospital_id:
         hospital = session.get(Hospital, hit.hospital_id)
         if hospital is not None:
-            where = hospital.name_en if language == "en" else _short_name(hospital)
+            where = hospital.name_en if language == "en" else short_name(hospital)
             return f"{name}, {where}" if language == "en" else f"{where}{name}"
     return name
 
 
-def _menu(choices: list[str], refs: list[str], language: str) -> dict[str, Any]:
+def spoken_menu(choices: list[str], refs: list[str], language: str) -> dict[str, Any]:
     """Choices with their keys said aloud, and the references ``kb_answer`` resolves."""
     if language == "en":
         menu = "; ".join(f"for {c}, press {i}" for i, c in enumerate(choices, 1))
@@ -240,7 +242,7 @@ def _menu(choices: list[str], refs: list[str], language: str) -> dict[str, Any]:
     return {"choices": choices, "refs": ",".join(refs), "menu": menu}
 
 
-def _short_name(h: Hospital) -> str:
+def short_name(h: Hospital) -> str:
     """The name people use on the phone ("瑞金医院"), not the full official one."""
     spoken = [a for a in h.aliases if a.endswith(("医院", "中心", "保健院")) and len(a) >= 4]
     return min(spoken, key=len) if spoken else h.name_zh
@@ -252,7 +254,7 @@ def _browse_items(
     """(ref, label zh, label en) for one keypad list, in a stable order."""
     if kind == "hospital":
         rows = session.scalars(select(Hospital).order_by(Hospital.id))
-        return [(f"hospital:{h.id}", _short_name(h), h.name_en) for h in rows]
+        return [(f"hospital:{h.id}", short_name(h), h.name_en) for h in rows]
     if kind == "department":
         rows_d = session.scalars(
             select(Department).where(Department.hospital_id == parent).order_by(Department.id)

@@ -45,6 +45,19 @@ def _pg_admin_url() -> str:
     return PG_URL
 
 
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """Commands under test configure logging (``setup_logging``); undo it after each test so
+    no handler bound to a finished test's stderr lingers."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers = handlers
+    root.setLevel(level)
+
+
 @pytest.fixture(scope="session")
 def database_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated database for the whole session: a SQLite file to copy, or a PG database."""

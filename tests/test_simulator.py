@@ -184,10 +184,10 @@ def test_script_follows_the_same_path_as_the_webhooks(
 
 
 def test_inputs_given_with_i(cli_config: Path, services: Services) -> None:
-    # main-menu option 2 still hands the caller to a desk (1, 3 and 4 search first)
-    result = run_cli(cli_config, "call", "-i", "2", "--from", CALLER)
+    # main-menu option 2 is booking; 0 there reaches the booking desk
+    result = run_cli(cli_config, "call", "-i", "2", "-i", "0", "--from", CALLER)
     assert result.exit_code == 0, result.output
-    assert system_lines(result.output)[-1] == ZH["booking"]["intro"]
+    assert system_lines(result.output)[-2:] == [ZH["booking"]["menu"], ZH["system"]["transfer"]]
     assert result.output.splitlines()[-1].startswith("[转入人工队列 booking-zh-CN")
     [call] = sim_calls(services)
     assert call.queue == "booking"

@@ -615,6 +615,9 @@ class Engine:
         labels = self._choices(run.state, node)
         matcher = speech.PhraseMatcher((str(i), label) for i, label in enumerate(labels, 1))
         picked = matcher.match(text) or speech.spoken_choice(text)
+        if picked is None:
+            part = speech.partial_choice(labels, text)
+            picked = str(part) if part is not None else None
         if picked is not None and picked.isdigit() and 1 <= int(picked) <= len(labels):
             self._picked(run, flow, node, int(picked), "speech", clock)
             return

@@ -140,6 +140,22 @@ def spoken_choice(text: str) -> str | None:
     return None
 
 
+def partial_choice(labels: list[str], text: str) -> int | None:
+    """The one label (1-based) that contains what was said, when the caller said only part
+    of it ("普通门诊" for "普通门诊，任意医生", "唐医生" for "唐鹏梅主治医师" does not count,
+    "唐鹏梅" does): at least two characters (or one English word), and only one label."""
+    said = normalize(text)
+    for filler in (*_CHOICE_FILLER_ZH, "的", "吧", "就", "那个"):
+        said = said.replace(filler, "")
+    if len(said) < 2:
+        return None
+    hits = [i for i, label in enumerate(labels, 1) if said in normalize(label)]
+    if len(hits) != 1:
+        key = pinyin_key(said)
+        hits = [i for i, label in enumerate(labels, 1) if key and key in pinyin_key(label)]
+    return hits[0] if len(hits) == 1 else None
+
+
 @dataclass(frozen=True)
 class _Phrase:
     label: str

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
+from callcenter.bootstrap import ACTION_NAMES
 from callcenter.clock import FakeClock
 from callcenter.ivr.engine import (
     ActionRequest,
@@ -36,7 +37,6 @@ from callcenter.ivr.engine import (
 from callcenter.ivr.instructions import Enqueue, Gather, Hangup, Say, SendSms
 from callcenter.ivr.loader import load_flows
 from callcenter.ivr.model import FlowSet
-from knowledge_base.ivr_actions import ACTION_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -279,25 +279,36 @@ QUEUED = {
     "shipped": [
         ("digit_1_information_desk", None, [D("1"), NOT_FOUND, D("0")], ["system.transfer"],
          to_person("info")),
-        ("digit_2_booking_desk", None, [D("2")], ["booking.intro"], desk("booking")),
+        ("digit_2_booking_then_0_booking_desk", None, [D("2"), NOT_FOUND, D("0")],
+         ["system.transfer"],
+         to_person("booking")),
         ("drug_not_found_offers_information_desk", None,
          [D("3"), NOT_FOUND, S("某某药"), NOT_FOUND, D("1")], ["system.transfer"], desk("info")),
         ("digit_4_then_0_information_desk", None, [D("4"), NOT_FOUND, D("0")],
          ["system.transfer"], to_person("info")),
-        ("digit_with_spaces_around", None, [D(" 2 ")], ["booking.intro"], desk("booking")),
-        ("speech_keyword_guahao", None, [S("我想挂号")], ["booking.intro"], desk("booking")),
-        ("speech_homophone_guahao", None, [S("我要挂好")], ["booking.intro"], desk("booking")),
-        ("speech_full_width_punct", None, [S("　预约，挂号！")], ["booking.intro"],
-         desk("booking")),
-        ("speech_an_2", None, [S("按2")], ["booking.intro"], desk("booking")),
-        ("speech_di_er_xiang", None, [S("第二项")], ["booking.intro"], desk("booking")),
-        ("speech_press_two_en", EN, [S("press two")], ["booking.intro"], desk("booking", EN)),
+        ("digit_with_spaces_around", None, [D(" 2 "), NOT_FOUND, D("0")], ["system.transfer"],
+         to_person("booking")),
+        ("speech_keyword_guahao", None, [S("我想挂号"), NOT_FOUND, D("0")], ["system.transfer"],
+         to_person("booking")),
+        ("speech_homophone_guahao", None, [S("我要挂好"), NOT_FOUND, D("0")], ["system.transfer"],
+         to_person("booking")),
+        ("speech_full_width_punct", None, [S("　预约，挂号！"), NOT_FOUND, D("0")],
+         ["system.transfer"],
+         to_person("booking")),
+        ("speech_an_2", None, [S("按2"), NOT_FOUND, D("0")], ["system.transfer"],
+         to_person("booking")),
+        ("speech_di_er_xiang", None, [S("第二项"), NOT_FOUND, D("0")], ["system.transfer"],
+         to_person("booking")),
+        ("speech_press_two_en", EN, [S("press two"), NOT_FOUND, D("0")], ["system.transfer"],
+         to_person("booking", EN)),
         # recognisers usually write "press two" as "press 2"
-        ("speech_press_2_numeral_en", EN, [S("Press 2.")], ["booking.intro"],
-         desk("booking", EN)),
-        ("speech_keyword_en", EN, [S("I need an appointment")], ["booking.intro"],
-         desk("booking", EN)),
-        ("english_then_booking", None, [D("9"), D("2")], ["booking.intro"], desk("booking", EN)),
+        ("speech_press_2_numeral_en", EN, [S("Press 2."), NOT_FOUND, D("0")], ["system.transfer"],
+         to_person("booking", EN)),
+        ("speech_keyword_en", EN, [S("I need an appointment"), NOT_FOUND, D("0")],
+         ["system.transfer"],
+         to_person("booking", EN)),
+        ("english_then_booking", None, [D("9"), D("2"), NOT_FOUND, D("0")], ["system.transfer"],
+         to_person("booking", EN)),
         ("zero_reaches_person", None, [D("0")], ["system.transfer"], to_person("general")),
         ("zero_reaches_person_en", EN, [D("0")], ["system.transfer"], to_person("general", EN)),
         ("speech_rengong", None, [S("转人工")], ["system.transfer"], to_person("general")),
@@ -457,10 +468,13 @@ def test_choice_is_traced_with_key_and_how() -> None:
     call = Call("shipped")
     step = call.send(Digits("2"))
     assert [t.detail for t in step.trace if t.kind == "choice"] == [{"key": "2", "via": "dtmf"}]
-    enq = [t for t in step.trace if t.kind == "enqueue"]
-    assert [(t.node, t.detail) for t in enq] == [
-        ("booking:intro", {"queue": "booking", "reason": "flow"})
-    ]
+    # the booking flow first looks at what was said (nothing, by keypad)
+    assert step.action is not None
+    assert (step.action.name, step.action.node, dict(step.action.args)) == (
+        "booking_find",
+        "start",
+        {"query": ""},
+    )
     step = Call("shipped").send(Speech("我要挂好"))
     assert [t.detail for t in step.trace if t.kind == "choice"] == [
         {"key": "2", "via": "speech", "speech": "我要挂好"}
@@ -600,7 +614,8 @@ def test_sensitive_collect_masks_value_in_trace() -> None:
     assert "246810" not in repr(step.trace)
     assert "246810" not in repr(said(step))
     # the action that checks it does get the real value
-    assert step.state.vars["pin"] == "246810"
+    assert step.state.vars["sealed"]["pin"] == "246810"
+    assert "pin" not in step.state.vars
     assert step.action is not None
     assert step.action.args["pin"] == "246810"
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from callcenter.bootstrap import ACTION_NAMES
 from callcenter.ivr.loader import SYSTEM_PROMPTS, FlowError, iter_prompt_keys, load_flows
 from callcenter.ivr.model import (
     ActionNode,
@@ -19,7 +20,6 @@ from callcenter.ivr.model import (
     SayNode,
     SmsNode,
 )
-from knowledge_base.ivr_actions import ACTION_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "ivr_flows"

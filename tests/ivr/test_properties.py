@@ -17,6 +17,7 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from callcenter.bootstrap import ACTION_NAMES
 from callcenter.clock import FakeClock
 from callcenter.ivr.engine import (
     ActionResult,
@@ -34,7 +35,6 @@ from callcenter.ivr.instructions import Enqueue, Gather, Say
 from callcenter.ivr.loader import FlowError, load_flows
 from callcenter.ivr.model import AskNode, ChooseNode, CollectNode, FlowSet, MenuNode
 from callcenter.ivr.validators import VALIDATORS
-from callcenter.bootstrap import ACTION_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = ROOT / "tests" / "data" / "flows" / "good"

@@ -139,7 +139,7 @@ def pick(call: Phone, listed: list[str], label: str, pages: int = 8) -> list[str
     caller would; returns what the caller hears after choosing it."""
     for _page in range(pages):
         (menu,) = listed
-        found = re.search(f"(?:^|；){re.escape(label)}请按(\\d)", menu)
+        found = re.search(f"(?:^|；|：){re.escape(label)}请按(\\d)", menu)
         if found:
             return call.press(found.group(1))
         assert menu.endswith("更多请按9。"), f"{label} is not in the list: {menu}"
