@@ -23,16 +23,19 @@ lease ends, and the unfinished attempt is closed with ``result = 'unknown'``.
 
 **The duplicate window.** If a worker dies after the provider accepted a message but before
 its own commit recorded that, nobody can know the message went out: the row is retried when
-the lease ends and the recipient may get the message twice. That is the only way a duplicate
-happens (a worker alive but stalled past its lease is the same case: keep ``lease_s`` well
-above the provider timeout). Every duplicate is visible: the message has an attempt with
-``result = 'unknown'`` followed by another attempt, and when the provider reports statuses,
-the callback URL carries the outbox id (``?o=<id>``), so statuses of *both* provider ids land on
-the same row, and the status only moves forward (a ``delivered`` for either copy wins over an
-``undelivered`` for the other). Reconciliation: :meth:`Outbox.unknown_attempts` lists the
-attempts whose outcome is unknown; an operator (or a job) can look up their message in the
-provider's log by time and recipient. The window is the time between the provider's HTTP
-response and our commit: milliseconds per message.
+the lease ends and the recipient may get the message twice. The window runs from the moment
+the provider accepts the request to our commit of its answer: milliseconds per message. The
+same holds for a worker alive but stalled past its lease (keep ``lease_s`` well above the
+provider timeout) and for a request that timed out after reaching the provider (recorded as a
+``transient`` attempt with code ``timeout``, then retried). Nothing else sends twice.
+
+Reconciliation. Every duplicate is visible: its message has an attempt with
+``result = 'unknown'`` (or a timed-out attempt) followed by another attempt, and
+:meth:`Outbox.unknown_attempts` lists them for an operator, who can find the copy in the
+provider's message log by recipient and time. Status callbacks carry the outbox id in their
+URL (``?o=<id>``), so the statuses of *both* provider ids land on the same row, and since the
+status only moves forward, the row ends on the best news either copy had (``delivered`` wins
+over ``undelivered``) whatever order the callbacks come in.
 
 Sealed params (a visit password) are encrypted at enqueue (:mod:`.sealing`) and erased once the
 message leaves the dispatcher's hands (accepted by the provider, failed, suppressed,
