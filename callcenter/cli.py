@@ -511,10 +511,11 @@ def call(
 def _register() -> None:
     """Command groups that live beside the code they drive."""
     from .booking.cli import booking
-    from .messaging.cli import worker
+    from .messaging.cli import outbox, worker
 
     main.add_command(booking)
     main.add_command(worker)
+    main.add_command(outbox)
 
 
 _register()

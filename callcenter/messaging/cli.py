@@ -106,3 +106,106 @@ def worker(state: Any, once: bool, worker_id: str | None, batch: int | None) -> 
         raise
     finally:
         db.dispose()
+
+
+# ---------------------------------------------------------------- operators: what happened
+
+
+@click.group()
+def outbox() -> None:
+    """What the outbox holds: counts, failed messages, one message's attempts."""
+
+
+def _outbox_services(state: Any) -> Any:
+    from ..cli import _services
+
+    return _services(state)
+
+
+def _line(view: Any) -> str:
+    error = f"  [{view.last_error_code}] {view.last_error or ''}" if view.last_error_code else ""
+    return (
+        f"{view.id:>8}  {view.created_at:%Y-%m-%d %H:%M}  {view.channel:<4}  {view.to_masked:<16}  "
+        f"{view.template:<20}  {view.status:<11}  tries {view.attempts}{error}"
+    )
+
+
+@outbox.command("status")
+@click.pass_obj
+def outbox_status(state: Any) -> None:
+    """How many messages are in each status (pending, sent, delivered, failed, ...)."""
+    services = _outbox_services(state)
+    try:
+        with services.db.sessions() as s:
+            counts = services.outbox.counts(s)
+            unknown = len(services.outbox.unknown_attempts(s))
+    finally:
+        services.db.dispose()
+    for status, count in sorted(counts.items()):
+        click.echo(f"{status:<12} {count}")
+    click.echo(
+        f"{'unknown attempts':<12} {unknown}  (possible duplicates: `callcenter outbox unknown`)"
+    )
+
+
+@outbox.command("list")
+@click.option("--status", default=None, help="Only messages in this status (e.g. failed).")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.pass_obj
+def outbox_list(state: Any, status: str | None, limit: int) -> None:
+    """The newest messages, recipients masked; `--status failed` for those to follow up."""
+    services = _outbox_services(state)
+    try:
+        with services.db.sessions() as s:
+            views = services.outbox.list_messages(s, status=status, limit=limit)
+    finally:
+        services.db.dispose()
+    for view in views:
+        click.echo(_line(view))
+    if not views:
+        click.echo("no messages")
+
+
+@outbox.command("show")
+@click.argument("outbox_id", type=int)
+@click.pass_obj
+def outbox_show(state: Any, outbox_id: int) -> None:
+    """One message and every attempt at sending it."""
+    services = _outbox_services(state)
+    try:
+        with services.db.sessions() as s:
+            view = services.outbox.get(s, outbox_id)
+            attempts = services.outbox.attempts(s, outbox_id) if view else []
+    finally:
+        services.db.dispose()
+    if view is None:
+        raise click.ClickException(f"no outbox message {outbox_id}")
+    click.echo(_line(view))
+    for a in attempts:
+        done = f"{a.finished_at:%H:%M:%S}" if a.finished_at else "-"
+        click.echo(
+            f"  attempt {a.attempt}: {a.started_at:%Y-%m-%d %H:%M:%S} -> {done}  "
+            f"{a.result or 'in progress'}  {a.error_code or ''}  {a.provider_id or ''}"
+            f"  ({a.worker})"
+        )
+
+
+@outbox.command("unknown")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@click.pass_obj
+def outbox_unknown(state: Any, limit: int) -> None:
+    """Attempts whose outcome is unknown (a worker died mid-send): each may have reached the
+    provider before the message was retried. Check them in the provider's message log."""
+    services = _outbox_services(state)
+    try:
+        with services.db.sessions() as s:
+            rows = services.outbox.unknown_attempts(s, limit=limit)
+    finally:
+        services.db.dispose()
+    for a in rows:
+        click.echo(
+            f"outbox {a.outbox_id} attempt {a.attempt} at {a.started_at:%Y-%m-%d %H:%M:%S}"
+            f" ({a.worker})"
+        )
+    if not rows:
+        click.echo("none")

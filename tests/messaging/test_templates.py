@@ -57,7 +57,7 @@ EXPECTED = {
     ("zh-CN", "booking_password"): ("UCS-2", 2),
     ("zh-CN", "booking_cancelled"): ("UCS-2", 2),
     ("zh-CN", "clinic_cancelled"): ("UCS-2", 2),
-    ("en", "service_guide"): ("GSM-7", 2),
+    ("en", "service_guide"): ("GSM-7", 1),
     ("en", "article"): ("GSM-7", 3),
     ("en", "booking_confirmed"): ("GSM-7", 3),
     ("en", "booking_password"): ("GSM-7", 2),
