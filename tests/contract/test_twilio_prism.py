@@ -1,5 +1,5 @@
 """Contract tests: every Twilio REST call the hotline makes, checked by Prism against Twilio's
-official OpenAPI description (``shared/twilio-oai/twilio_api_v2010.json``).
+official OpenAPI description (``tests/contract/twilio_oai/twilio_api_v2010.json``).
 
 The real :class:`~callcenter.telephony.twilio.rest.TwilioSender` (the official ``twilio``
 client underneath) is pointed at Prism through ``api_base_url``, exactly as production points
