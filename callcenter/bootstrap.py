@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from knowledge_base.ivr_actions import ACTION_NAMES as KB_ACTIONS
 from knowledge_base.ivr_actions import KnowledgeActions
 from knowledge_base.search import KnowledgeSearch
+from schedulers.reminders import register_reply_handlers
 
 from .booking.fhir_backend import FhirBookingBackend
 from .booking.ivr_actions import ACTION_NAMES as BOOKING_ACTIONS
@@ -126,6 +127,7 @@ def build(config: Config, *, clock: Clock | None = None, db: Database | None = N
             config.secrets.secret_key,
             config.timezone,
         )
+    register_reply_handlers(replies, booking)
     actions = build_actions(config, knowledge, booking, backend)
     engine = build_engine(config, actions)
     region = config.settings.instance.default_region

@@ -510,12 +510,15 @@ def call(
 
 def _register() -> None:
     """Command groups that live beside the code they drive."""
+    from schedulers.cli import scheduler
+
     from .booking.cli import booking
     from .messaging.cli import outbox, worker
 
     main.add_command(booking)
     main.add_command(worker)
     main.add_command(outbox)
+    main.add_command(scheduler)
 
 
 _register()

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "CALLCENTER_"
 #: Environment variables that are about finding the configuration, not keys in it.
@@ -231,6 +231,61 @@ class MessagingConfig(_Section):
         return _clock_time(value)
 
 
+class ReminderOffset(_Section):
+    """One reminder before a visit: ``days_before`` at local ``at`` (the evening before at
+    18:00), or ``minutes_before`` the visit starts (2 hours before)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,23}$")
+    days_before: int | None = Field(default=None, ge=1, le=14)
+    at: str | None = None
+    minutes_before: int | None = Field(default=None, ge=1, le=20_160)
+
+    @field_validator("at")
+    @classmethod
+    def _time(cls, value: str | None) -> str | None:
+        return None if value is None else _clock_time(value)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ReminderOffset:
+        by_day = self.days_before is not None and self.at is not None
+        by_minutes = self.minutes_before is not None
+        if by_day == by_minutes or (not by_day and (self.days_before or self.at)):
+            raise ValueError(
+                f"reminder {self.name!r}: give either days_before and at, or minutes_before"
+            )
+        return self
+
+
+def _default_offsets() -> list[ReminderOffset]:
+    return [
+        ReminderOffset(name="evening", days_before=1, at="18:00"),
+        ReminderOffset(name="2h", minutes_before=120),
+    ]
+
+
+class RemindersConfig(_Section):
+    """Appointment reminders: when they go out and how the scheduler fills the outbox."""
+
+    enabled: bool = True
+    offsets: list[ReminderOffset] = Field(default_factory=_default_offsets)
+    #: how often ``callcenter scheduler`` looks for due reminders
+    interval_s: float = Field(default=30.0, ge=1, le=3600)
+    #: a reminder found this late (scheduler down) is skipped, not sent
+    lateness_limit_minutes: int = Field(default=120, ge=1, le=2880)
+    #: a reminder pushed by quiet hours to less than this before the visit is skipped
+    min_lead_minutes: int = Field(default=60, ge=0, le=1440)
+    #: how long "reply 1 / 2" answers count (never past the visit's start)
+    reply_window_hours: int = Field(default=48, ge=1, le=720)
+
+    @field_validator("offsets")
+    @classmethod
+    def _unique(cls, value: list[ReminderOffset]) -> list[ReminderOffset]:
+        names = [o.name for o in value]
+        if len(set(names)) != len(names):
+            raise ValueError("reminder offset names must be unique")
+        return value
+
+
 class LoggingConfig(_Section):
     """Log level and format; personal data is always masked."""
 
@@ -247,6 +302,7 @@ class Settings(_Section):
     ivr: IvrConfig = Field(default_factory=IvrConfig)
     booking: BookingConfig = Field(default_factory=BookingConfig)
     messaging: MessagingConfig = Field(default_factory=MessagingConfig)
+    reminders: RemindersConfig = Field(default_factory=RemindersConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
 

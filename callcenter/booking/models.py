@@ -180,6 +180,8 @@ class Booking(Base):
     outcome_at: Mapped[datetime | None]
     #: incremented on every password reset (dedupe keys of the resulting SMS)
     password_version: Mapped[int] = mapped_column(Integer, default=1)
+    #: when the patient confirmed the visit by answering a reminder ("reply 1")
+    confirmed_at: Mapped[datetime | None]
 
 
 class PinAttempt(Base):

@@ -1082,25 +1082,12 @@ class BookingService:
                 return CancelResult("already_cancelled", self._view(s, booking), False)
             if booking.status != "booked":
                 raise BookingRefused(rules.refusal("not_active"))
-            now = self.clock.now()
-            if not (override_deadline and operator is not None):
-                refusal = rules.check_cancel(now, booking.visit_date, self.settings, self.tz)
-                if refusal is not None:
-                    raise BookingRefused(refusal)
-            try:
-                self.backend.release(s, booking.slot_id, booking.backend_ref)
-            except BackendUnavailable:
-                raise BookingRefused(rules.refusal("backend_unavailable")) from None
-            booking.status = "cancelled"
-            booking.cancelled_at = now
-            booking.cancelled_by = actor
-            booking.cancel_reason = why[:200]
-            booking.updated_at = now
-            queued = self._sms(
+            queued = self._cancel_now(
                 s,
                 booking,
-                "booking_cancelled",
-                f"booking:{booking.visit_number}:cancelled",
+                actor,
+                why,
+                deadline=not (override_deadline and operator is not None),
                 call_id=call_id,
             )
             if operator is not None:
@@ -1116,6 +1103,76 @@ class BookingService:
             log.info(
                 "booking id=%s cancelled by %s", booking.id, "operator" if operator else "caller"
             )
+            return CancelResult("cancelled", self._view(s, booking), queued)
+
+    def _cancel_now(
+        self,
+        s: Session,
+        booking: Booking,
+        actor: str,
+        why: str,
+        *,
+        deadline: bool,
+        call_id: int | None = None,
+    ) -> bool:
+        """Cancel an active booking (locked by the caller): the deadline unless waived, the
+        place released, the ``booking_cancelled`` SMS; whether the SMS was queued."""
+        now = self.clock.now()
+        if deadline:
+            refusal = rules.check_cancel(now, booking.visit_date, self.settings, self.tz)
+            if refusal is not None:
+                raise BookingRefused(refusal)
+        try:
+            self.backend.release(s, booking.slot_id, booking.backend_ref)
+        except BackendUnavailable:
+            raise BookingRefused(rules.refusal("backend_unavailable")) from None
+        booking.status = "cancelled"
+        booking.cancelled_at = now
+        booking.cancelled_by = actor
+        booking.cancel_reason = why[:200]
+        booking.updated_at = now
+        return self._sms(
+            s,
+            booking,
+            "booking_cancelled",
+            f"booking:{booking.visit_number}:cancelled",
+            call_id=call_id,
+        )
+
+    def confirm_by_reply(
+        self, visit_number: str, *, tx: Session | None = None
+    ) -> Literal["confirmed", "already_confirmed", "not_active"]:
+        """Record that the patient confirmed the visit by answering its reminder SMS
+        ("reply 1"). Only an active (``booked``) booking can be confirmed; confirming twice
+        changes nothing. Refusal: ``unknown_booking``."""
+        with self._tx(tx) as s:
+            booking = self._booking(s, visit_number, lock=True)
+            if booking.status != "booked":
+                return "not_active"
+            if booking.confirmed_at is not None:
+                return "already_confirmed"
+            now = self.clock.now()
+            booking.confirmed_at = now
+            booking.updated_at = now
+            log.info("booking id=%s confirmed by SMS reply", booking.id)
+            return "confirmed"
+
+    def cancel_by_reply(self, visit_number: str, *, tx: Session | None = None) -> CancelResult:
+        """Cancel a booking because the patient answered its reminder SMS ("reply 2").
+
+        The answer came from the booking's contact phone to a message sent to it, which is
+        what authorises it (actor ``sms``). The same rules as :meth:`cancel` by a caller apply
+        (the deadline; no override) and ``booking_cancelled`` is sent. Refusals:
+        ``unknown_booking``, ``not_active``, ``cancel_too_late``, ``backend_unavailable``.
+        """
+        with self._tx(tx) as s:
+            booking = self._booking(s, visit_number, lock=True)
+            if booking.status == "cancelled":
+                return CancelResult("already_cancelled", self._view(s, booking), False)
+            if booking.status != "booked":
+                raise BookingRefused(rules.refusal("not_active"))
+            queued = self._cancel_now(s, booking, "sms", "reminder reply", deadline=True)
+            log.info("booking id=%s cancelled by SMS reply", booking.id)
             return CancelResult("cancelled", self._view(s, booking), queued)
 
     def reset_password(
