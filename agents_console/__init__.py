@@ -13,6 +13,7 @@ from callcenter.bootstrap import Services
 from callcenter.telephony.twilio.webhooks import create_blueprint as twilio_blueprint
 
 from .api import create_blueprint as api_blueprint
+from .feeds import create_blueprint as feeds_blueprint
 
 
 def create_app(services: Services, **flask_config: Any) -> Flask:
@@ -33,6 +34,7 @@ def create_app(services: Services, **flask_config: Any) -> Flask:
     app.extensions["callcenter"] = services
     app.register_blueprint(twilio_blueprint(config, services.calls, services.sms_inbound))
     app.register_blueprint(api_blueprint(services))
+    app.register_blueprint(feeds_blueprint(services))
 
     @app.get("/healthz")
     def healthz() -> Any:

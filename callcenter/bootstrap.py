@@ -24,6 +24,7 @@ from .calls.service import CallService
 from .clock import Clock, SystemClock
 from .config import Config
 from .db.engine import Database
+from .feeds.service import FeedService, parse_feed_keys
 from .ivr.engine import Engine, EngineSettings
 from .ivr.loader import load_flows
 from .messaging.inbound import InboundSmsService
@@ -52,6 +53,8 @@ class Services:
     replies: ReplyHandlers
     #: ``None`` without ``SECRET_KEY`` (visit passwords and ID numbers are keyed with it)
     booking: BookingService | None
+    #: signed hospital feeds (results ready); refuses every hospital without HOSPITAL_FEED_KEYS
+    feeds: FeedService
 
 
 def database(config: Config) -> Database:
@@ -143,4 +146,7 @@ def build(config: Config, *, clock: Clock | None = None, db: Database | None = N
         outbox=outbox,
         replies=replies,
         booking=booking,
+        feeds=FeedService(
+            handle, outbox, clock, parse_feed_keys(config.secrets.hospital_feed_keys)
+        ),
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -310,10 +311,13 @@ class Settings(_Section):
 class Secrets:
     """Secrets, read only from the environment; ``None`` when not set."""
 
-    twilio_auth_token: str | None
+    # Kept out of repr: a secret must not surface in a log line or a test failure.
+    twilio_auth_token: str | None = dataclass_field(repr=False)
     twilio_account_sid: str | None
-    secret_key: str | None
-    fhir_token: str | None = None
+    secret_key: str | None = dataclass_field(repr=False)
+    fhir_token: str | None = dataclass_field(default=None, repr=False)
+    #: ``HOSPITAL_FEED_KEYS``: ``hospital=key,hospital=key`` (parsed by ``callcenter.feeds``)
+    hospital_feed_keys: str | None = dataclass_field(default=None, repr=False)
 
     #: environment variable name -> what needs it
     NEEDED_BY = {  # noqa: RUF012 - a constant table, not a mutable default
@@ -321,6 +325,7 @@ class Secrets:
         "SECRET_KEY": "signing web sessions",
         "TWILIO_ACCOUNT_SID": "sending SMS and placing calls through Twilio",
         "FHIR_TOKEN": "reaching the hospital's booking system over FHIR",
+        "HOSPITAL_FEED_KEYS": "checking the signature of hospital feeds (results ready)",
     }
 
     def require(self, *names: str) -> None:
@@ -330,6 +335,7 @@ class Secrets:
             "TWILIO_ACCOUNT_SID": self.twilio_account_sid,
             "SECRET_KEY": self.secret_key,
             "FHIR_TOKEN": self.fhir_token,
+            "HOSPITAL_FEED_KEYS": self.hospital_feed_keys,
         }
         missing = [n for n in names if not values[n]]
         if missing:
@@ -476,6 +482,7 @@ def load_config(
         twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
         secret_key=env.get("SECRET_KEY") or None,
         fhir_token=env.get("FHIR_TOKEN") or None,
+        hospital_feed_keys=env.get("HOSPITAL_FEED_KEYS") or None,
     )
     return Config(settings=settings, secrets=secrets, base_dir=base_dir)
 

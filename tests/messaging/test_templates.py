@@ -59,6 +59,7 @@ EXPECTED = {
     ("zh-CN", "clinic_cancelled"): ("UCS-2", 2),
     ("zh-CN", "booking_reminder"): ("UCS-2", 2),
     ("zh-CN", "booking_reminder_late"): ("UCS-2", 2),
+    ("zh-CN", "results_ready"): ("UCS-2", 2),
     ("en", "service_guide"): ("GSM-7", 1),
     ("en", "article"): ("GSM-7", 3),
     ("en", "booking_confirmed"): ("GSM-7", 3),
@@ -67,6 +68,7 @@ EXPECTED = {
     ("en", "clinic_cancelled"): ("GSM-7", 3),
     ("en", "booking_reminder"): ("GSM-7", 2),
     ("en", "booking_reminder_late"): ("GSM-7", 2),
+    ("en", "results_ready"): ("GSM-7", 2),
 }
 #: Templates added later (not in the table yet) must still fit in this many parts.
 DEFAULT_MAX_PARTS = 3
