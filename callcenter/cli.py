@@ -514,11 +514,14 @@ def _register() -> None:
 
     from .booking.cli import booking
     from .messaging.cli import outbox, worker
+    from .routing.cli import simulate_command, staffing
 
     main.add_command(booking)
     main.add_command(worker)
     main.add_command(outbox)
     main.add_command(scheduler)
+    main.add_command(staffing)
+    main.add_command(simulate_command)
 
 
 _register()

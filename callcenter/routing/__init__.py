@@ -1,0 +1,1 @@
+"""Call routing: the pure router, Erlang staffing formulas, escalation and simulation."""

@@ -1,0 +1,120 @@
+"""``callcenter staffing`` and ``callcenter simulate``: Erlang tables and the simulator."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from .erlang import (
+    ErlangError,
+    agents_needed_a,
+    agents_needed_c,
+    erlang_a_metrics,
+    erlang_c_metrics,
+    offered_load,
+    parse_target,
+)
+from .simulation import SimulationSettings, simulate
+
+
+def _target(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[float, float]:
+    try:
+        return parse_target(value)
+    except ErlangError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command()
+@click.option("--calls-per-hour", type=click.FloatRange(min=0, min_open=True), required=True)
+@click.option("--aht", type=click.FloatRange(min=0, min_open=True), required=True, help="s")
+@click.option("--target", default="80/20", callback=_target, help="Percent/seconds.")
+@click.option(
+    "--patience",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Mean caller patience in seconds: adds Erlang A (callers abandon).",
+)
+def staffing(
+    calls_per_hour: float, aht: float, target: tuple[float, float], patience: float | None
+) -> None:
+    """Erlang C (and A) table: agents -> service level, ASA; and the agents needed.
+
+    SL is answered within T / answered (Asterisk); Erlang A's "in T" is answered within T /
+    offered, which staffing with patience aims at.
+    """
+    level, target_s = target
+    load = offered_load(calls_per_hour, aht)
+    need_c = agents_needed_c(calls_per_hour, aht, level, target_s)
+    need_a = agents_needed_a(calls_per_hour, aht, patience, level, target_s) if patience else None
+    click.echo(f"offered load {load:.2f} Erlangs; target {level:.0%} within {target_s:g} s")
+    header = f"{'agents':>6}  {'C: P(wait)':>10}  {'C: SL':>7}  {'C: ASA s':>9}  {'occ':>5}"
+    if patience:
+        header += f"  {'A: SL':>7}  {'A: in T':>7}  {'A: abandon':>10}  {'A: wait s':>9}"
+    click.echo(header)
+    low = max(1, int(load) - (2 if patience else 0))
+    high = max(need_c, need_a or 0) + 2
+    for n in range(low, high + 1):
+        c = erlang_c_metrics(n, calls_per_hour, aht, target_s)
+        asa = f"{c.asa_s:9.1f}" if c.asa_s != float("inf") else f"{'inf':>9}"
+        row = f"{n:>6}  {c.p_wait:>10.1%}  {c.service_level:>7.1%}  {asa}  {c.occupancy:>5.0%}"
+        if patience:
+            a = erlang_a_metrics(n, calls_per_hour, aht, patience, target_s)
+            row += f"  {a.service_level:>7.1%}  {a.answered_within:>7.1%}"
+            row += f"  {a.p_abandon:>10.1%}  {a.mean_wait_s:>9.1f}"
+        click.echo(row)
+    click.echo(f"Erlang C: {need_c} agents needed")
+    if need_a is not None:
+        click.echo(
+            f"Erlang A (patience {patience:g} s, abandoned calls count as not in time): "
+            f"{need_a} agents needed"
+        )
+
+
+@click.command("simulate")
+@click.option("--calls-per-hour", type=click.FloatRange(min=0, min_open=True), required=True)
+@click.option("--aht", type=click.FloatRange(min=0, min_open=True), required=True, help="s")
+@click.option("--agents", type=click.IntRange(min=1), required=True)
+@click.option("--calls", type=click.IntRange(min=1), default=50_000, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--patience", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--target-s", type=click.FloatRange(min=0), default=20.0, show_default=True)
+def simulate_command(
+    calls_per_hour: float,
+    aht: float,
+    agents: int,
+    calls: int,
+    seed: int,
+    patience: float | None,
+    target_s: float,
+) -> None:
+    """Simulate the router on one FIFO queue; print the figures beside Erlang C/A."""
+    settings = SimulationSettings(
+        calls_per_hour=calls_per_hour,
+        aht_s=aht,
+        agents=agents,
+        calls=calls,
+        seed=seed,
+        patience_s=patience,
+        target_s=target_s,
+    )
+    started = time.perf_counter()
+    r = simulate(settings)
+    took = time.perf_counter() - started
+    c = erlang_c_metrics(agents, calls_per_hour, aht, target_s)
+    click.echo(f"{calls} calls simulated in {took:.2f} s ({calls / took:,.0f} calls/s)")
+    click.echo(f"{'':<31}{'simulated':>10}  {'Erlang C':>9}" + ("  Erlang A" if patience else ""))
+    a = erlang_a_metrics(agents, calls_per_hour, aht, patience, target_s) if patience else None
+
+    def line(name: str, sim: str, ec: str, ea: str = "") -> None:
+        click.echo(f"{name:<31}{sim:>10}  {ec:>9}" + (f"  {ea:>8}" if a else ""))
+
+    t = f"{target_s:g}"
+    line(f"SL (answered in {t} s)", f"{r.service_level:.1%}", f"{c.service_level:.1%}",
+         f"{a.service_level:.1%}" if a else "")  # fmt: skip
+    line(f"SL2 (incl. abandoned in {t} s)", f"{r.service_level2:.1%}", "", "")
+    line("ASA (answered) s", f"{r.asa_s:.1f}", f"{c.asa_s:.1f}", "")
+    line("abandoned", f"{r.abandon_rate:.1%}", "0.0%", f"{a.p_abandon:.1%}" if a else "")
+    line("abandoned after 30 s", f"{r.abandon_rate_after:.1%}", "0.0%", "")
+    line("occupancy", f"{r.occupancy:.1%}", f"{c.occupancy:.1%}",
+         f"{a.occupancy:.1%}" if a else "")  # fmt: skip
