@@ -52,7 +52,14 @@ from tests.messaging.fake_provider import FakeProvider  # noqa: E402
 
 ACCOUNT = "AC" + "0" * 32
 SECRET = "bench-secret"
-PHONE = "+8613800138000"
+
+
+def recipient(i: int) -> str:
+    """A different mobile number for every message, as in a real mass send (one number gets
+    at most ``messaging.max_non_essential_per_day`` non-essential messages a day)."""
+    return f"+86138{i:08d}"
+
+
 BODY = "【健康热线】服务指南：人工服务每天7:00-22:00；拨打热线按2可预约14天内号源。"
 
 
@@ -123,7 +130,7 @@ def enqueue_stream(url: str, messages: int, rate: float, t0: datetime) -> None:
                 outbox.enqueue(
                     session,
                     channel="sms",
-                    to_e164=PHONE,
+                    to_e164=recipient(i),
                     template="service_guide",
                     language="zh-CN",
                     params={},
@@ -222,7 +229,7 @@ def run_baseline(messages: int, rate: float) -> None:
                 sender.send_sms(
                     OutgoingSms(
                         outbox_id=i + 1,
-                        to_e164=PHONE,
+                        to_e164=recipient(i),
                         body=BODY,
                         segments=1,
                         status_callback=f"https://hotline.example.org/twilio/sms/status?o={i + 1}",

@@ -31,6 +31,7 @@ from .messaging.inbound import InboundSmsService
 from .messaging.outbox import Outbox
 from .messaging.replies import ReplyHandlers
 from .messaging.sealing import Sealer
+from .routing.service import RoutingService
 
 #: Every action name the shipped flows may call (for checking flows without a database).
 ACTION_NAMES = KB_ACTIONS | BOOKING_ACTIONS
@@ -55,6 +56,8 @@ class Services:
     booking: BookingService | None
     #: signed hospital feeds (results ready); refuses every hospital without HOSPITAL_FEED_KEYS
     feeds: FeedService
+    #: agents' presence and the callers waiting for them (the router, persisted)
+    routing: RoutingService
 
 
 def database(config: Config) -> Database:
@@ -149,4 +152,5 @@ def build(config: Config, *, clock: Clock | None = None, db: Database | None = N
         feeds=FeedService(
             handle, outbox, clock, parse_feed_keys(config.secrets.hospital_feed_keys)
         ),
+        routing=RoutingService(handle, clock, config.settings.routing),
     )

@@ -513,15 +513,17 @@ def _register() -> None:
     from schedulers.cli import scheduler
 
     from .booking.cli import booking
-    from .messaging.cli import outbox, worker
-    from .routing.cli import simulate_command, staffing
+    from .messaging.cli import outbound, outbox, worker
+    from .routing.cli import queues, simulate_command, staffing
 
     main.add_command(booking)
     main.add_command(worker)
     main.add_command(outbox)
+    main.add_command(outbound)
     main.add_command(scheduler)
     main.add_command(staffing)
     main.add_command(simulate_command)
+    main.add_command(queues)
 
 
 _register()

@@ -225,6 +225,9 @@ class MessagingConfig(_Section):
     quiet_end: str = "08:00"
     reply_window_hours: int = Field(default=48, ge=1, le=720)
     status_callbacks: bool = True
+    #: non-essential, non-urgent messages (reminders, results notices, articles) one number
+    #: gets in any rolling 24 hours; more wait for a slot
+    max_non_essential_per_day: int = Field(default=3, ge=1, le=1_000_000)
 
     @field_validator("quiet_start", "quiet_end")
     @classmethod
@@ -287,6 +290,48 @@ class RemindersConfig(_Section):
         return value
 
 
+class RoutingQueueConfig(_Section):
+    """One call queue: who may serve it and how an agent is chosen."""
+
+    #: only agents speaking this language serve the queue (none: any language)
+    language: Language | None = None
+    #: skills every agent of the queue must have
+    skills: list[str] = Field(default_factory=list)
+    strategy: Literal["longest_idle", "fewest_calls", "skill_proficiency"] = "longest_idle"
+    #: tier level N opens after N x this many seconds of the caller's wait
+    level_wait_s: float = Field(default=30.0, ge=0, le=3600)
+    #: a level with nobody signed in is skipped and its wait not charged
+    skip_empty_levels: bool = True
+
+
+def _default_queues() -> dict[str, RoutingQueueConfig]:
+    return {
+        "general": RoutingQueueConfig(),
+        "info": RoutingQueueConfig(skills=["info"]),
+        "booking": RoutingQueueConfig(skills=["booking"]),
+        "urgent": RoutingQueueConfig(skills=["triage"], level_wait_s=10.0),
+    }
+
+
+class RoutingConfig(_Section):
+    """The router (ACD): queues, ring timeout, wrap-up and service-level target."""
+
+    ring_timeout_s: float = Field(default=15.0, gt=0, le=300)
+    wrap_up_s: float = Field(default=30.0, ge=0, le=3600)
+    #: consecutive missed offers after which an agent is set away
+    max_missed: int = Field(default=3, ge=1, le=100)
+    #: service level counts calls answered within this many seconds
+    service_level_s: float = Field(default=20.0, gt=0, le=3600)
+    queues: dict[str, RoutingQueueConfig] = Field(default_factory=_default_queues)
+
+    @field_validator("queues")
+    @classmethod
+    def _some_queue(cls, value: dict[str, RoutingQueueConfig]) -> dict[str, RoutingQueueConfig]:
+        if not value:
+            raise ValueError("at least one queue is needed")
+        return value
+
+
 class LoggingConfig(_Section):
     """Log level and format; personal data is always masked."""
 
@@ -304,6 +349,7 @@ class Settings(_Section):
     booking: BookingConfig = Field(default_factory=BookingConfig)
     messaging: MessagingConfig = Field(default_factory=MessagingConfig)
     reminders: RemindersConfig = Field(default_factory=RemindersConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
 

@@ -209,3 +209,73 @@ def outbox_unknown(state: Any, limit: int) -> None:
         )
     if not rows:
         click.echo("none")
+
+
+# ---------------------------------------------------------------- operators: outbound overview
+
+
+@click.group()
+def outbound() -> None:
+    """Outbound messages at a glance: due, sent, failed and why, held back and why."""
+
+
+@outbound.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--since",
+    "since_hours",
+    type=click.FloatRange(min=0, min_open=True, max=24 * 366),
+    default=24.0,
+    show_default=True,
+    help="Look back this many hours (messages still in the dispatcher always count).",
+)
+@click.pass_obj
+def outbound_status(state: Any, as_json: bool, since_hours: float) -> None:
+    """Messages per template and status, the top failure reasons, deferred messages by
+    reason. Recipients are never shown; error texts are masked."""
+    import json
+    from datetime import timedelta
+
+    from ..logs import mask_text
+
+    services = _outbox_services(state)
+    now = services.clock.now()
+    since = now - timedelta(hours=since_hours)
+    try:
+        with services.db.sessions() as s:
+            by_template = services.outbox.counts_by_template(s, since=since, now=now)
+            failures = services.outbox.top_failures(s, since=since)
+            deferred = services.outbox.deferred_counts(s, now=now)
+    finally:
+        services.db.dispose()
+    top = [
+        {"code": code, "error": mask_text(text) if text else None, "count": n}
+        for code, text, n in failures
+    ]
+    held = {reason.removeprefix("deferred: "): n for reason, n in sorted(deferred.items())}
+    if as_json:
+        report = {
+            "now": now.isoformat(),
+            "since": since.isoformat(),
+            "by_template": {t: dict(sorted(c.items())) for t, c in sorted(by_template.items())},
+            "top_failures": top,
+            "deferred": held,
+        }
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"outbound messages since {since:%Y-%m-%d %H:%M} UTC (and all still pending)")
+    for template, counts in sorted(by_template.items()):
+        states = ", ".join(f"{st} {n}" for st, n in sorted(counts.items()))
+        click.echo(f"  {template:<24} {states}")
+    if not by_template:
+        click.echo("  no messages")
+    click.echo("top failure reasons:")
+    for item in top:
+        click.echo(f"  {item['count']:>6}  [{item['code'] or '-'}] {item['error'] or ''}")
+    if not top:
+        click.echo("  none")
+    click.echo("deferred now:")
+    for reason, n in held.items():
+        click.echo(f"  {n:>6}  {reason}")
+    if not held:
+        click.echo("  none")

@@ -25,6 +25,21 @@ one zone of the number's region when it has a single one, else ``instance.timezo
 non-urgent messages until they end. Urgent messages and messages written during a live call
 (``call_id`` set: the caller asked for them a moment ago) are sent at once.
 
+Frequency cap: at most ``messaging.max_non_essential_per_day`` non-essential, non-urgent
+messages (reminders, results-ready notices, article SMS; calls too) go to one number in any
+rolling 24 hours. Counted are such rows to that number handed to the provider (``sent_at``)
+in the last 24 hours, rows another worker holds under a live lease, and rows claimed earlier
+in the same batch. A message over the cap stays pending until the oldest counted one leaves
+the window (its ``not_before`` moves there). The dispatcher always defers, never drops: it
+cannot know when a message stops being useful, so the job that wrote it withdraws it
+(:meth:`.outbox.Outbox.cancel`, e.g. a reminder whose visit has started or was cancelled).
+Essential and urgent messages are neither capped nor counted. The check runs at claim time
+only, so two workers claiming for the same number at the same instant may each let one
+through (the cap can be exceeded by at most one message per concurrently claiming worker).
+
+A message held back keeps its reason in ``last_error`` while it waits
+(:data:`DEFERRED_QUIET`, :data:`DEFERRED_CAP`); acceptance by the provider clears it.
+
 A worker killed at any point loses nothing: what it had claimed comes back when the lease
 ends. The one window where a message may go out twice is described in :mod:`.outbox`.
 SIGTERM (:meth:`Dispatcher.stop`) lets the message being sent finish, hands the rest of the
@@ -48,7 +63,7 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
-from sqlalchemy import Connection, Row, case, func, insert, select, update
+from sqlalchemy import Connection, Row, and_, case, func, insert, or_, select, update
 
 from ..clock import Clock, SystemClock
 from ..db.models import SmsOptOut
@@ -58,6 +73,8 @@ from ..phone import mask
 from . import segments
 from .outbox import (
     CLAIMED,
+    DEFERRED_CAP,
+    DEFERRED_QUIET,
     FAILED,
     PENDING,
     STATUS_RANK,
@@ -82,6 +99,13 @@ COALESCE_S = 0.05
 #: A worker this late for its moment gives the moment back and reserves another.
 MAX_RESCHEDULES = 5
 _INITIAL_STEP_S = 0.01
+#: The rolling window of the frequency cap.
+CAP_WINDOW = timedelta(hours=24)
+#: Statuses of rows handed to the provider (all ranked at or above ``accepted``).
+_HANDED = tuple(sorted(s for s, r in STATUS_RANK.items() if r >= STATUS_RANK["accepted"]))
+#: How far before ``sent_at`` a handed row's ``not_before`` (its last lease end, set at
+#: claim time to the reserved moment plus ``lease_s``) can lie: bounds the index range.
+_NOT_BEFORE_SLACK = timedelta(hours=1)
 
 
 def _ewma(old: float, sample: float) -> float:
@@ -134,6 +158,11 @@ def quiet_until(now: datetime, zone: ZoneInfo, start: str, end: str) -> datetime
         return None
     day = local.date() if t < finish else local.date() + timedelta(days=1)
     return datetime.combine(day, finish, tzinfo=zone).astimezone(UTC)
+
+
+def _capped(row: Row[Any]) -> bool:
+    """Whether the frequency cap applies to (and counts) this outbox row."""
+    return not row.essential and not row.urgent
 
 
 @dataclass
@@ -368,9 +397,15 @@ class Dispatcher:
                 conn,
                 {r.to_e164 for r in candidates if r.channel == "sms" and not r.essential},
             )
+            usage = self._cap_usage(
+                conn,
+                {r.to_e164 for r in candidates if _capped(r)},
+                now,
+                exclude={int(r.id) for r in candidates},
+            )
             ready: list[_Job] = []
             for row in candidates:
-                outcome = self._prepare(conn, row, now, opted)
+                outcome = self._prepare(conn, row, now, opted, usage)
                 if outcome is None:
                     settled += 1
                 else:
@@ -421,10 +456,63 @@ class Dispatcher:
         )
         return {str(r[0]) for r in rows}
 
+    def _cap_usage(
+        self, conn: Connection, numbers: set[str], now: datetime, *, exclude: set[int]
+    ) -> dict[str, list[datetime]]:
+        """When each number's counted non-essential messages went out (one query per batch).
+
+        Handed rows count at ``sent_at``; rows under another worker's live lease count as
+        going out now. ``exclude`` (this batch's candidates) is never counted. The query reads
+        the ``(status, not_before)`` index: a handed row's ``not_before`` is its last lease
+        end, within :data:`_NOT_BEFORE_SLACK` of its ``sent_at``.
+        """
+        usage: dict[str, list[datetime]] = {n: [] for n in numbers}
+        if not numbers:
+            return usage
+        start = now - CAP_WINDOW
+        handed = and_(
+            outbox_t.c.status.in_(_HANDED),
+            outbox_t.c.not_before > start - _NOT_BEFORE_SLACK,
+            outbox_t.c.sent_at > start,
+        )
+        in_flight = and_(outbox_t.c.status == CLAIMED, outbox_t.c.not_before > now)
+        rows = conn.execute(
+            select(outbox_t.c.id, outbox_t.c.to_e164, outbox_t.c.sent_at).where(
+                or_(handed, in_flight),
+                outbox_t.c.to_e164.in_(sorted(numbers)),
+                outbox_t.c.essential.is_(False),
+                outbox_t.c.urgent.is_(False),
+            )
+        )
+        for r in rows:
+            if int(r.id) in exclude:
+                continue
+            sent = r.sent_at if r.sent_at is not None else now
+            if sent.tzinfo is None:  # SQLite returns naive UTC
+                sent = sent.replace(tzinfo=UTC)
+            usage[str(r.to_e164)].append(sent)
+        return usage
+
+    def _cap_until(self, times: list[datetime], now: datetime) -> datetime | None:
+        """When a number at or over the cap may get its next message; ``None`` if under it."""
+        cap = self.settings.messaging.max_non_essential_per_day
+        recent = sorted(t for t in times if t > now - CAP_WINDOW)
+        if len(recent) < cap:
+            return None
+        return recent[len(recent) - cap] + CAP_WINDOW
+
     def _prepare(
-        self, conn: Connection, row: Row[Any], now: datetime, opted: set[str]
+        self,
+        conn: Connection,
+        row: Row[Any],
+        now: datetime,
+        opted: set[str],
+        usage: dict[str, list[datetime]] | None = None,
     ) -> _Job | None:
-        """Check, render and size one candidate; ``None`` when it was settled instead."""
+        """Check, render and size one candidate; ``None`` when it was settled instead.
+
+        ``usage`` (from :meth:`_cap_usage`) gains an entry for each capped message claimed.
+        """
         m = self.settings.messaging
         if row.attempts >= m.max_attempts:
             advance(
@@ -443,6 +531,18 @@ class Dispatcher:
         exempt = bool(row.urgent or row.call_id is not None)
         if not exempt and self._defer_for_quiet(conn, row.id, row.to_e164, now, token=None):
             return None
+        capped = usage is not None and _capped(row)
+        if usage is not None and capped:
+            until = self._cap_until(usage.get(row.to_e164, []), now)
+            if until is not None:
+                self._defer(conn, row.id, until, now, token=None, reason=DEFERRED_CAP)
+                log.info(
+                    "outbox %s to %s waits for the frequency cap (%s)",
+                    row.id,
+                    mask(row.to_e164),
+                    until.isoformat(),
+                )
+                return None
         body: str | None = None
         units = 1
         if row.channel == "sms":
@@ -456,6 +556,8 @@ class Dispatcher:
                 log.error("outbox %s failed permanently: %s", row.id, exc)
                 return None
             units = segments.count(body)
+        if usage is not None and capped:
+            usage.setdefault(row.to_e164, []).append(now)
         return _Job(
             id=row.id,
             token=uuid.uuid4().hex,
@@ -513,6 +615,21 @@ class Dispatcher:
         until = quiet_until(now, zone, m.quiet_start, m.quiet_end)
         if until is None:
             return False
+        self._defer(conn, outbox_id, until, now, token=token, reason=DEFERRED_QUIET)
+        log.info("outbox %s waits for the end of quiet hours (%s)", outbox_id, until.isoformat())
+        return True
+
+    def _defer(
+        self,
+        conn: Connection,
+        outbox_id: int,
+        until: datetime,
+        now: datetime,
+        *,
+        token: str | None,
+        reason: str,
+    ) -> None:
+        """Put a message back to pending until ``until``, ``reason`` in ``last_error``."""
         stmt = update(outbox_t).where(outbox_t.c.id == outbox_id)
         if token is not None:
             stmt = stmt.where(outbox_t.c.claim_token == token)
@@ -522,11 +639,10 @@ class Dispatcher:
                 not_before=until,
                 lease_until=None,
                 claim_token=None,
+                last_error=reason,
                 updated_at=now,
             )
         )
-        log.info("outbox %s waits for the end of quiet hours (%s)", outbox_id, until.isoformat())
-        return True
 
     def _begin(self, job: _Job) -> bool:
         """The last checks and the attempt row, committed before the provider is called."""

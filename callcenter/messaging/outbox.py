@@ -12,6 +12,7 @@ Life of a row (``status``; ``status_rank`` only ever grows once the provider is 
        ^                  |  \\--permanent error / attempts used up--> failed
        |                  |   \\--opted out (non-essential SMS)--> suppressed
        +--retry/backoff---+    \\--quiet hours (non-urgent)--> pending until quiet_end
+       +--frequency cap (non-essential, non-urgent)--> pending until a slot frees up
     pending --cancel()--> cancelled
 
 Delivery guarantee: at least once, never silently lost
@@ -51,7 +52,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..config import SUPPORTED_LANGUAGES, Config, Settings
@@ -107,6 +108,11 @@ STATUS_RANK: dict[str, int] = {
     "completed": 57,
 }
 DONE_RANK = 5
+#: ``last_error`` of a pending message the dispatcher is holding back, by reason.
+DEFERRED_QUIET = "deferred: quiet hours"
+DEFERRED_CAP = "deferred: frequency cap"
+#: Statuses in which a message did not reach its recipient.
+FAILURES = ("failed", "undelivered", "busy", "no-answer", "canceled")
 #: Statuses after which nothing more will happen to the message.
 TERMINAL = frozenset(
     {
@@ -397,6 +403,69 @@ class Outbox:
             select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
         )
         return {str(s): int(n) for s, n in rows}
+
+    def counts_by_template(
+        self, session: Session, *, since: datetime, now: datetime
+    ) -> dict[str, dict[str, int]]:
+        """Messages per template and state: written since ``since``, or still in the dispatcher.
+
+        The state is the status, except that a pending message is ``due`` when it may go now
+        and ``waiting`` when it is held (not yet due, backing off or deferred).
+        """
+        state = case(
+            (
+                and_(
+                    OutboxMessage.status == PENDING,
+                    or_(OutboxMessage.not_before.is_(None), OutboxMessage.not_before <= now),
+                ),
+                "due",
+            ),
+            (OutboxMessage.status == PENDING, "waiting"),
+            else_=OutboxMessage.status,
+        )
+        rows = session.execute(
+            select(OutboxMessage.template, state, func.count())
+            .where(
+                or_(
+                    OutboxMessage.created_at >= since,
+                    OutboxMessage.status.in_((PENDING, CLAIMED)),
+                )
+            )
+            .group_by(OutboxMessage.template, state)
+        )
+        out: dict[str, dict[str, int]] = {}
+        for template, st, n in rows:
+            out.setdefault(str(template), {})[str(st)] = int(n)
+        return out
+
+    def top_failures(
+        self, session: Session, *, since: datetime, limit: int = 10
+    ) -> list[tuple[str | None, str | None, int]]:
+        """The commonest ``(error code, error text, count)`` of messages that failed since
+        ``since`` (status in :data:`FAILURES`), most frequent first. Texts are as stored
+        (already masked); mask again before display."""
+        count = func.count().label("n")
+        rows = session.execute(
+            select(OutboxMessage.last_error_code, OutboxMessage.last_error, count)
+            .where(OutboxMessage.status.in_(FAILURES), OutboxMessage.updated_at >= since)
+            .group_by(OutboxMessage.last_error_code, OutboxMessage.last_error)
+            .order_by(count.desc(), OutboxMessage.last_error_code)
+            .limit(limit)
+        )
+        return [(code, text, int(n)) for code, text, n in rows]
+
+    def deferred_counts(self, session: Session, *, now: datetime) -> dict[str, int]:
+        """Pending messages held back now, by reason (:data:`DEFERRED_QUIET`, ...)."""
+        rows = session.execute(
+            select(OutboxMessage.last_error, func.count())
+            .where(
+                OutboxMessage.status == PENDING,
+                OutboxMessage.not_before > now,
+                OutboxMessage.last_error.like("deferred:%"),
+            )
+            .group_by(OutboxMessage.last_error)
+        )
+        return {str(reason): int(n) for reason, n in rows}
 
     def attempts(self, session: Session, outbox_id: int) -> list[AttemptView]:
         """Every try at sending one message, in order."""

@@ -1,8 +1,13 @@
-"""``callcenter staffing`` and ``callcenter simulate``: Erlang tables and the simulator."""
+"""``callcenter staffing`` and ``callcenter simulate``: Erlang tables and the simulator;
+``callcenter queues status``: the live queues, from the database."""
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -15,7 +20,11 @@ from .erlang import (
     offered_load,
     parse_target,
 )
+from .router import Agent, AgentState
 from .simulation import SimulationSettings, simulate
+
+if TYPE_CHECKING:
+    from .service import RoutingService
 
 
 def _target(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[float, float]:
@@ -118,3 +127,134 @@ def simulate_command(
     line("abandoned after 30 s", f"{r.abandon_rate_after:.1%}", "0.0%", "")
     line("occupancy", f"{r.occupancy:.1%}", f"{c.occupancy:.1%}",
          f"{a.occupancy:.1%}" if a else "")  # fmt: skip
+
+
+@click.group()
+def queues() -> None:
+    """Live call queues: callers waiting, agents by state, service level."""
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+@queues.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def queues_status(state: Any, as_json: bool) -> None:
+    """Per queue: callers waiting and ringing, longest wait, agents by state; for calls
+    queued today (UTC): service level (answered in target / answered), SL2 (/ answered and
+    abandoned), abandonment and average speed of answer."""
+    from ..cli import _services
+
+    services = _services(state)
+    try:
+        status = services.routing.status()
+    finally:
+        services.db.dispose()
+    if as_json:
+        data = asdict(status)
+        data["at"] = status.at.isoformat()
+        data["since"] = status.since.isoformat()
+        click.echo(json.dumps(data, indent=2))
+        return
+    t = f"{status.target_s:g}"
+    click.echo(
+        f"{'queue':<10} {'waiting':>7} {'ringing':>7} {'longest s':>9}  "
+        f"{'avail':>5} {'busy':>4} {'wrap':>4} {'away':>4}  "
+        f"{'answered':>8} {'SL ' + t + 's':>7} {'SL2':>5} {'aband.':>6} {'ASA s':>6}"
+    )
+    for q in status.queues:
+        busy = q.agents.get("reserved", 0) + q.agents.get("on_call", 0)
+        asa = "-" if q.asa_s is None else f"{q.asa_s:.0f}"
+        click.echo(
+            f"{q.queue:<10} {q.waiting:>7} {q.offered:>7} {q.longest_wait_s:>9.0f}  "
+            f"{q.agents.get('available', 0):>5} {busy:>4} {q.agents.get('wrap_up', 0):>4} "
+            f"{q.agents.get('away', 0):>4}  {q.answered:>8} {_pct(q.service_level):>7} "
+            f"{_pct(q.service_level2):>5} {_pct(q.abandon_rate):>6} {asa:>6}"
+        )
+
+
+@queues.group("agent")
+def queues_agent() -> None:
+    """Change an agent's presence (sign in or out, away, available)."""
+
+
+def _pairs(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, int]:
+    pairs: dict[str, int] = {}
+    for value in values:
+        name, _, number = value.partition(":")
+        try:
+            pairs[name] = int(number or "0")
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: expected NAME or NAME:NUMBER") from None
+    return pairs
+
+
+def _presence(state: Any, change: Callable[[RoutingService], Agent]) -> None:
+    from ..cli import _services
+    from .router import RoutingError
+    from .service import UnknownAgent, UnknownQueue
+
+    services = _services(state)
+    try:
+        agent = change(services.routing)
+    except (RoutingError, UnknownAgent, UnknownQueue, ValueError) as exc:
+        raise click.ClickException(f"refused: {exc}") from None
+    finally:
+        services.db.dispose()
+    reason = f" ({agent.away_reason})" if agent.away_reason else ""
+    click.echo(f"agent {agent.id}: {agent.state}{reason}")
+
+
+@queues_agent.command("sign-in")
+@click.argument("agent_id")
+@click.option("--name", default=None, help="Display name.")
+@click.option("--queue", "levels", multiple=True, callback=_pairs, help="QUEUE[:LEVEL]")
+@click.option("--skill", "skills", multiple=True, callback=_pairs, help="SKILL[:PROFICIENCY]")
+@click.option("--language", "languages", multiple=True, help="A language spoken (zh-CN, en).")
+@click.pass_obj
+def agent_sign_in(
+    state: Any,
+    agent_id: str,
+    name: str | None,
+    levels: dict[str, int],
+    skills: dict[str, int],
+    languages: tuple[str, ...],
+) -> None:
+    """Sign AGENT_ID in (created the first time); options given replace the profile."""
+    _presence(
+        state,
+        lambda routing: routing.agent_sign_in(
+            agent_id,
+            name=name,
+            levels=levels or None,
+            skills=skills or None,
+            languages=languages or None,
+        ),
+    )
+
+
+@queues_agent.command("sign-out")
+@click.argument("agent_id")
+@click.pass_obj
+def agent_sign_out(state: Any, agent_id: str) -> None:
+    """Sign AGENT_ID out (from available, wrap-up or away)."""
+    _presence(state, lambda routing: routing.agent_sign_out(agent_id))
+
+
+@queues_agent.command("away")
+@click.argument("agent_id")
+@click.option("--reason", default="away", show_default=True)
+@click.pass_obj
+def agent_away(state: Any, agent_id: str, reason: str) -> None:
+    """Set AGENT_ID away with a reason (a ringing offer goes back to the queue)."""
+    _presence(state, lambda routing: routing.set_state(agent_id, AgentState.AWAY, reason))
+
+
+@queues_agent.command("available")
+@click.argument("agent_id")
+@click.pass_obj
+def agent_available(state: Any, agent_id: str) -> None:
+    """Set AGENT_ID available (back from away or wrap-up)."""
+    _presence(state, lambda routing: routing.set_state(agent_id, AgentState.AVAILABLE))
