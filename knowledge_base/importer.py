@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from callcenter.clock import Clock
 from callcenter.db.engine import Database
 from callcenter.db.models import Base
+from callcenter.imports import ImportRejected, Problem
 
 from . import models as m
 from .text import fold, index_tokens, sounds
@@ -43,7 +44,6 @@ _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 SESSIONS = ("am", "pm", "evening")
-MAX_PROBLEMS_SHOWN = 50
 _CHUNK = 500
 _GIN_INDEXES = (
     "ix_kb_search_index_weak",
@@ -213,37 +213,8 @@ ORDER = ("hospital", "department", "expert", "drug", "article", "service")
 # --- errors and reports ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with an import: where (file, row, field) and what."""
-
-    file: str
-    row: int | None
-    field: str | None
-    message: str
-    line: int | None = None
-
-    def __str__(self) -> str:
-        where = self.file
-        if self.row is not None:
-            where += f": row {self.row}"
-            if self.line is not None:
-                where += f" (line {self.line})"
-        if self.field:
-            where += f": field {self.field}"
-        return f"{where}: {self.message}"
-
-
-class KbImportError(Exception):
-    """The import was rejected whole; ``problems`` lists every problem found."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = list(problems)
-        shown = "\n".join(f"  {p}" for p in self.problems[:MAX_PROBLEMS_SHOWN])
-        more = len(self.problems) - MAX_PROBLEMS_SHOWN
-        if more > 0:
-            shown += f"\n  ... and {more} more"
-        super().__init__(f"import rejected, nothing was changed:\n{shown}")
+class KbImportError(ImportRejected):
+    """A knowledge-base import was rejected whole; ``problems`` lists every problem found."""
 
 
 @dataclass

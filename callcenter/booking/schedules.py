@@ -34,10 +34,10 @@ from knowledge_base import models as kb
 from ..clock import Clock
 from ..db.engine import Database
 from ..db.models import Base
+from ..imports import ImportRejected, Problem
 from . import models as m
 
 SESSIONS = m.SESSIONS
-MAX_PROBLEMS_SHOWN = 50
 MAX_CAPACITY = 10_000
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _HHMM = re.compile(r"([01]?\d|2[0-3]):[0-5]\d")
@@ -60,37 +60,14 @@ CLINICS_CSV = ("id", "hospital", "department", "expert", "date", "session", "fee
 SLOTS_CSV = ("clinic", "id", "start", "end", "capacity")
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with an import: where (file, row, field) and what."""
+class ScheduleImportError(ImportRejected):
+    """A schedule import was rejected whole; ``problems`` lists every problem found, in file
+    and row order."""
 
-    file: str
-    row: int | None
-    field: str | None
-    message: str
-    line: int | None = None
-
-    def __str__(self) -> str:
-        where = self.file
-        if self.row is not None:
-            where += f": row {self.row}"
-            if self.line is not None:
-                where += f" (line {self.line})"
-        if self.field:
-            where += f": field {self.field}"
-        return f"{where}: {self.message}"
-
-
-class ScheduleImportError(Exception):
-    """The import was rejected whole; ``problems`` lists every problem found."""
+    headline = "schedule import rejected, nothing was changed:"
 
     def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = sorted(problems, key=lambda p: (p.file, p.row or 0))
-        shown = "\n".join(f"  {p}" for p in self.problems[:MAX_PROBLEMS_SHOWN])
-        more = len(self.problems) - MAX_PROBLEMS_SHOWN
-        if more > 0:
-            shown += f"\n  ... and {more} more"
-        super().__init__(f"schedule import rejected, nothing was changed:\n{shown}")
+        super().__init__(sorted(problems, key=lambda p: (p.file, p.row or 0)))
 
 
 @dataclass
