@@ -20,27 +20,24 @@ Endpoints (stable, documented in the README):
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import math
 import re
-from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from flask import Blueprint, Response, abort, request
-from twilio.request_validator import RequestValidator, get_signature_algorithm
 
 from ...calls.service import CallerInput, CallService, Reply
 from ...config import Config
 from ...ivr.engine import Digits, NoInput, Speech
 from ...messaging.inbound import InboundSmsService
+from .signing import signature_check
 from .twiml import RenderContext, busy_fallback, message_reply, render
 
 log = logging.getLogger(__name__)
 PROVIDER = "twilio"
 _SID = re.compile(r"^[A-Za-z0-9]{2,64}$")
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _xml(body: str) -> Response:
@@ -96,29 +93,8 @@ def create_blueprint(config: Config, calls: CallService, sms: InboundSmsService)
     base_url = settings.web.public_base_url
     voices = settings.twilio.voices
     fallback_number = settings.twilio.fallback_number
-    token = config.secrets.twilio_auth_token
-    validator = RequestValidator(token) if token else None
 
-    def signed(view: F) -> F:
-        @functools.wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            length = request.content_length
-            if length is not None and length > settings.web.max_body_bytes:
-                abort(413)
-            signature = request.headers.get("X-Twilio-Signature", "")
-            if validator is None or not signature:
-                log.warning("twilio webhook %s without a signature refused", request.path)
-                abort(403)
-            url = base_url + request.full_path.rstrip("?")
-            algorithm = get_signature_algorithm(
-                request.headers.get("X-Twilio-Webhooks-Signature-Settings")
-            )
-            if not validator.validate(url, request.form, signature, algorithm):
-                log.warning("twilio webhook %s with a bad signature refused", request.path)
-                abort(403)
-            return view(*args, **kwargs)
-
-        return cast(F, wrapper)
+    signed = signature_check(config)
 
     def render_reply(reply: Reply) -> Response:
         ctx = RenderContext(
