@@ -1,6 +1,6 @@
-"""JSON API for the console (and scripts): knowledge-base search.
+"""JSON API for the console: knowledge-base search.
 
-Sign-in comes with the console screens; until then, serve the API on a private network only.
+Every endpoint needs a signed-in console user (401 JSON otherwise; see ``agents_console.auth``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from flask import Blueprint, abort, jsonify, request
 from callcenter.bootstrap import Services
 from knowledge_base.models import ENTITY_TYPES
 
+from .auth import signin_required
+
 MAX_QUERY_CHARS = 200
 
 
@@ -20,6 +22,7 @@ def create_blueprint(services: Services) -> Blueprint:
     bp = Blueprint("api", __name__, url_prefix="/api")
 
     @bp.get("/kb/search")
+    @signin_required
     def kb_search() -> Any:
         """``GET /api/kb/search?q=...&type=drug&type=hospital&limit=5&lang=zh-CN``."""
         query = request.args.get("q", "").strip()

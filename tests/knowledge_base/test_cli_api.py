@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner, Result
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
@@ -280,6 +281,23 @@ def test_review_within_more_days_lists_articles_expiring_soon(cli_config: Path) 
 
 
 # ---------------------------------------------------------------- GET /api/kb/search
+
+
+@pytest.fixture
+def client(app: Flask, services: Services) -> FlaskClient:
+    """A client signed in to the console as an agent (the API needs a signed-in user)."""
+    from tests.console.conftest import sign_in
+
+    services.users.create("kb-agent", "KB agent", "agent", "kb agent password", actor="test")
+    signed_in = app.test_client()
+    assert sign_in(signed_in, "kb-agent", "kb agent password").status_code == 302
+    return signed_in
+
+
+def test_api_needs_a_signed_in_user(app: Flask) -> None:
+    response = app.test_client().get("/api/kb/search", query_string={"q": "阿司匹林"})
+    assert response.status_code == 401
+    assert response.get_json() == {"error": "sign-in required"}
 
 
 def test_api_search_puts_aspirin_first(client: FlaskClient) -> None:
