@@ -16,16 +16,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from ..clock import Clock
 from ..config import RoutingConfig
 from ..db.engine import Database
+from ..db.models import Call
+from ..events import topics
 from . import router as r
 from .models import RoutingAgent, RoutingCaller
+from .priority import CallerFacts, caller_priority
+
+if TYPE_CHECKING:
+    from ..events import EventBus
 
 log = logging.getLogger(__name__)
 
@@ -144,14 +151,87 @@ def to_caller(row: RoutingCaller) -> r.Caller:
 class RoutingService:
     """Agents' presence, the waiting callers and the offers between them, in the database."""
 
-    def __init__(self, db: Database, clock: Clock, settings: RoutingConfig) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        settings: RoutingConfig,
+        *,
+        events: EventBus | None = None,
+        timezone: tzinfo | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.settings = settings
+        #: the instance's time zone: "today" (calls today, today's figures) is local
+        self.tz = timezone or UTC
         self.queues = router_queues(settings)
         self.router = r.Router(clock, router_settings(settings))
+        #: live events for the console, published in the same transaction as each change
+        self.events = events
+
+    # -- live events (ids and states only; heard only if the transaction commits)
+
+    def _publish(self, session: Session, topic: str, data: dict[str, Any]) -> None:
+        if self.events is not None:
+            self.events.publish(topic, data, tx=session)
+
+    def _agent_event(self, session: Session, row: RoutingAgent, **extra: Any) -> None:
+        data: dict[str, Any] = {
+            "kind": "agent_state",
+            "agent": row.id,
+            "state": row.state,
+            "reason": row.state_reason,
+            "call": row.offer,
+            "version": row.version,
+            **extra,
+        }
+        self._publish(session, topics.agent(row.id), data)
+        self._publish(session, topics.AGENTS, data)
+
+    def _queue_event(self, session: Session, queue: str, change: str, call_id: str) -> None:
+        data = {"kind": "queue", "queue": queue, "change": change, "call": call_id}
+        self._publish(session, topics.queue(queue), data)
+        self._publish(session, topics.QUEUES, data)
 
     # -- helpers
+
+    def _today(self, now: datetime) -> tuple[date, datetime]:
+        """The local day of ``now`` and when it began (local midnight)."""
+        day = now.astimezone(self.tz).date()
+        return day, datetime.combine(day, datetime.min.time(), tzinfo=self.tz)
+
+    def _roll_day(self, row: RoutingAgent, now: datetime) -> None:
+        """Start ``calls_today`` again at local midnight: the count grows only when a call
+        ends (``last_call_end``), so a last call ended before today's midnight means none
+        today."""
+        if row.calls_today and row.last_call_end is not None:
+            ended = row.last_call_end
+            if ended.tzinfo is None:  # SQLite returns naive UTC
+                ended = ended.replace(tzinfo=UTC)
+            if ended < self._today(now)[1]:
+                row.calls_today = 0
+
+    def caller_facts(self, session: Session, call_id: str, now: datetime) -> CallerFacts:
+        """What the database knows about the caller of ``call_id`` (a provider call id):
+        how many calls came from the same number earlier today (local)."""
+        call = session.execute(
+            select(Call.id, Call.from_e164).where(Call.provider_call_id == call_id)
+        ).first()
+        if call is None or call.from_e164 is None:
+            return CallerFacts()
+        earlier = session.scalar(
+            select(func.count())
+            .select_from(Call)
+            .where(
+                Call.from_e164 == call.from_e164,
+                Call.id != call.id,
+                Call.direction == "inbound",
+                Call.started_at >= self._today(now)[1],
+                Call.started_at <= now,
+            )
+        )
+        return CallerFacts(earlier_calls_today=int(earlier or 0))
 
     def _agent(self, session: Session, agent_id: str) -> RoutingAgent:
         row = session.scalars(
@@ -211,6 +291,7 @@ class RoutingService:
                 row.levels = dict(levels)
             agent = r.sign_in(to_agent(row), now)
             _store_agent(row, agent)
+            self._agent_event(session, row)
         log.info("agent %s signed in", agent_id)
         return agent
 
@@ -230,6 +311,33 @@ class RoutingService:
             return self.agent_sign_out(agent_id)
         raise ValueError(f"state {state} is set by calls, not by the agent")
 
+    def update_profile(
+        self,
+        agent_id: str,
+        *,
+        skills: Mapping[str, int] | None = None,
+        levels: Mapping[str, int] | None = None,
+        languages: Iterable[str] | None = None,
+    ) -> r.Agent:
+        """Change an agent's skills, queue levels or languages (a supervisor's edit), in any
+        state; the next dispatch uses them. Fields not given stay as they are."""
+        for queue in levels or {}:
+            if queue not in self.queues:
+                raise UnknownQueue(queue)
+        with self.db.transaction() as session:
+            row = self._agent(session, agent_id)
+            if skills is not None:
+                row.skills = {str(k): int(v) for k, v in skills.items()}
+            if levels is not None:
+                row.levels = {str(k): int(v) for k, v in levels.items()}
+            if languages is not None:
+                row.languages = sorted(set(languages))
+            row.version = (row.version or 0) + 1
+            self._agent_event(session, row)
+            agent = to_agent(row)
+        log.info("agent %s profile changed", agent_id)
+        return agent
+
     def _change(self, agent_id: str, change: _Change) -> r.Agent:
         now = self.clock.now()
         with self.db.transaction() as session:
@@ -240,6 +348,7 @@ class RoutingService:
             if before.offer is not None and agent.offer is None:
                 # A ringing offer dropped (the agent went away): the caller waits again.
                 self._return_caller(session, before.offer, agent_id, tried=True)
+            self._agent_event(session, row)
         log.info("agent %s is %s", agent_id, agent.state)
         return agent
 
@@ -254,6 +363,7 @@ class RoutingService:
         caller.offered_at = None
         if tried and agent_id not in caller.tried:
             caller.tried = [*caller.tried, agent_id]
+        self._queue_event(session, caller.queue, "waiting", caller_id)
 
     # -- callers
 
@@ -267,23 +377,45 @@ class RoutingService:
         red_flag: bool = False,
         callback_number: str | None = None,
         enqueued_at: datetime | None = None,
+        facts: CallerFacts | None = None,
     ) -> None:
         """Put a call (or, with ``callback_number``, a callback request) in ``queue``.
 
         Enqueuing a call already known does nothing. ``enqueued_at`` keeps the original
-        queue time when a waiting caller becomes a callback.
+        queue time when a waiting caller becomes a callback. The caller's priority is the
+        highest of ``priority`` (what the IVR asked for) and the ``routing.priority`` rules
+        (:mod:`.priority`) for ``facts`` (an ID number keyed in the menu, a known birth date)
+        and for what the database knows (an earlier call from the same number today).
         """
         if queue not in self.queues:
             raise UnknownQueue(queue)
+        now = self.clock.now()
         with self.db.transaction() as session:
             if self._caller(session, call_id) is not None:
                 return
+            known = self.caller_facts(session, call_id, now)
+            given = facts or CallerFacts()
+            decided = caller_priority(
+                self.settings.priority,
+                CallerFacts(
+                    id_number=given.id_number,
+                    birth_date=given.birth_date,
+                    earlier_calls_today=max(given.earlier_calls_today, known.earlier_calls_today),
+                ),
+                self._today(now)[0],
+                asked=priority,
+            )
+            if decided.reasons:
+                log.info(
+                    "call %s priority %d (%s)", call_id, decided.value, ", ".join(decided.reasons)
+                )
+            priority = decided.value
             session.add(
                 RoutingCaller(
                     id=call_id,
                     queue=queue,
                     language=language,
-                    enqueued_at=enqueued_at or self.clock.now(),
+                    enqueued_at=enqueued_at or now,
                     priority=priority,
                     red_flag=red_flag,
                     callback=callback_number is not None,
@@ -292,6 +424,7 @@ class RoutingService:
                     tried=[],
                 )
             )
+            self._queue_event(session, queue, "waiting", call_id)
         log.info("call %s queued in %s", call_id, queue)
 
     def caller_left(self, call_id: str) -> bool:
@@ -319,9 +452,11 @@ class RoutingService:
                 and row.state == r.AgentState.RESERVED.value
             ):
                 _store_agent(row, r.release(to_agent(row), now))
+                self._agent_event(session, row, offer_ended="caller_left")
             caller.status = "abandoned"
             caller.abandoned_at = now
             caller.offered_agent = None
+            self._queue_event(session, caller.queue, "abandoned", call_id)
         log.info("call %s left the queue", call_id)
         return True
 
@@ -348,7 +483,14 @@ class RoutingService:
             waiting = list(
                 session.scalars(
                     select(RoutingCaller)
-                    .where(RoutingCaller.status == "waiting")
+                    .where(
+                        RoutingCaller.status == "waiting",
+                        # a callback that did not answer waits out its retry delay
+                        or_(
+                            RoutingCaller.callback_not_before.is_(None),
+                            RoutingCaller.callback_not_before <= self.clock.now(),
+                        ),
+                    )
                     .order_by(RoutingCaller.enqueued_at, RoutingCaller.id)
                     .with_for_update(skip_locked=True)
                 )
@@ -360,6 +502,8 @@ class RoutingService:
             others = session.scalars(
                 select(RoutingAgent).where(RoutingAgent.state != r.AgentState.AVAILABLE.value)
             )
+            for a in free:
+                self._roll_day(a, self.clock.now())  # fewest-calls counts today's calls
             agents = [to_agent(a) for a in free] + [to_agent(a) for a in others]
             callers = [to_caller(c) for c in waiting if c.queue in self.queues]
             offers = self.router.decide(self.queues, callers, agents)
@@ -371,6 +515,8 @@ class RoutingService:
                 caller.status = "offered"
                 caller.offered_agent = offer.agent_id
                 caller.offered_at = offer.at
+                self._agent_event(session, rows[offer.agent_id], offer=True)
+                self._queue_event(session, caller.queue, "offered", caller.id)
         for offer in offers:
             log.info("offer: call %s -> agent %s", offer.caller_id, offer.agent_id)
         return offers
@@ -392,6 +538,8 @@ class RoutingService:
             events = self.router.tick([to_agent(a) for a in rows.values()])
             for event in events:
                 _store_agent(rows[event.agent_id], event.agent_after)
+                extra = {"offer_ended": "no_answer"} if isinstance(event, r.RingNoAnswer) else {}
+                self._agent_event(session, rows[event.agent_id], **extra)
                 if isinstance(event, r.RingNoAnswer):
                     self._return_caller(session, event.caller_id, event.agent_id, tried=True)
         for event in events:
@@ -401,13 +549,18 @@ class RoutingService:
     def answer(self, offer: r.Offer) -> bool:
         """The agent answered ``offer``: agent on call, caller answered. False if the offer is
         no longer ringing (it rang out or the caller left)."""
+        return self.accept(offer.agent_id, offer.caller_id)
+
+    def accept(self, agent_id: str, call_id: str) -> bool:
+        """The agent answered the call ringing for them (by phone, or "accept" in the
+        console). False if that call is no longer ringing for them."""
         now = self.clock.now()
         with self.db.transaction() as session:
-            row = self._agent(session, offer.agent_id)
-            caller = self._caller(session, offer.caller_id)
+            row = self._agent(session, agent_id)
+            caller = self._caller(session, call_id)
             if (
                 row.state != r.AgentState.RESERVED.value
-                or row.offer != offer.caller_id
+                or row.offer != call_id
                 or caller is None
                 or caller.status != "offered"
             ):
@@ -415,7 +568,24 @@ class RoutingService:
             _store_agent(row, r.answer(to_agent(row), now))
             caller.status = "answered"
             caller.answered_at = now
-            caller.answered_by = offer.agent_id
+            caller.answered_by = agent_id
+            self._agent_event(session, row)
+            self._queue_event(session, caller.queue, "answered", caller.id)
+        return True
+
+    def reject(self, agent_id: str, call_id: str) -> bool:
+        """The agent declined the call ringing for them ("reject" in the console): they are
+        available again without counting a miss, and the caller waits again, offered to
+        other agents first. False if that call is no longer ringing for them."""
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            row = self._agent(session, agent_id)
+            if row.state != r.AgentState.RESERVED.value or row.offer != call_id:
+                return False
+            _store_agent(row, r.release(to_agent(row), now))
+            self._return_caller(session, call_id, agent_id, tried=True)
+            self._agent_event(session, row, offer_ended="rejected")
+        log.info("agent %s rejected call %s", agent_id, call_id)
         return True
 
     def end_call(self, agent_id: str) -> r.Agent:
@@ -423,6 +593,7 @@ class RoutingService:
         now = self.clock.now()
         with self.db.transaction() as session:
             row = self._agent(session, agent_id)
+            self._roll_day(row, now)
             before = to_agent(row)
             agent = r.end_call(before, now, self.settings.wrap_up_s)
             _store_agent(row, agent)
@@ -430,16 +601,17 @@ class RoutingService:
                 caller = self._caller(session, before.offer)
                 if caller is not None and caller.ended_at is None:
                     caller.ended_at = now
+            self._agent_event(session, row, call_ended=before.offer)
         return agent
 
     # -- figures
 
     def status(self, since: datetime | None = None) -> Status:
         """Per configured queue: callers waiting and ringing, the longest wait, agents by state
-        and, for calls queued since ``since`` (default: the start of the UTC day), the
+        and, for calls queued since ``since`` (default: local midnight, instance time zone), the
         service level, abandonment and average speed of answer."""
         now = self.clock.now()
-        start = since or now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        start = since or self._today(now)[1]
         target = timedelta(seconds=self.settings.service_level_s)
         with self.db.transaction() as session:
             agents = list(session.scalars(select(RoutingAgent)))

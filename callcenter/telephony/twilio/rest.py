@@ -140,8 +140,12 @@ class TwilioSender:
         messaging_service_sid: str | None = None,
         call_from: str | None = None,
         timeout_s: float = 10,
+        machine_detection: str | None = "Enable",
     ) -> None:
         self.sms_from = sms_from or None
+        #: Twilio answering-machine detection on every outbound call (the answer webhook
+        #: then gets ``AnsweredBy``: a machine hears nothing personal); ``None`` turns it off
+        self.machine_detection = machine_detection
         self.messaging_service_sid = messaging_service_sid or None
         self.call_from = call_from or None
         self._http = _HttpClient(timeout=timeout_s)
@@ -206,9 +210,56 @@ class TwilioSender:
                 url=call.answer_url,
                 status_callback=call.status_callback,
                 timeout=call.ring_timeout_s,
+                machine_detection=self.machine_detection,
             )
         except (TwilioException, requests.RequestException) as exc:
             raise self._error(exc) from None
         return SendResult(
             provider=self.name, provider_id=str(created.sid), status=str(created.status or "queued")
         )
+
+
+class TwilioCallControl(TwilioSender):
+    """Call control for routing on the phone (implements
+    :class:`~callcenter.routing.phone.CallControl`): dial an agent, expert or callback,
+    redirect a live call to new TwiML of ours, hang up a leg. Errors are
+    :class:`~callcenter.messaging.ports.SendError`, as for the sender.
+    """
+
+    #: statuses of a dialled leg that Twilio reports to its status callback
+    STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
+
+    def dial(self, to: str, answer_url: str, status_url: str, timeout_s: int) -> str:
+        """Create a Call to ``to`` (E.164, ``sip:`` URI or ``client:`` name) that fetches its
+        TwiML from ``answer_url``; return its sid."""
+        if not self.call_from:
+            raise SendError("messaging.call_from must be set", code="config")
+        try:
+            created = self.client.calls.create(
+                to=to,
+                from_=self.call_from,
+                url=answer_url,
+                method="POST",
+                status_callback=status_url,
+                status_callback_method="POST",
+                status_callback_event=list(self.STATUS_EVENTS),
+                timeout=timeout_s,
+            )
+        except (TwilioException, requests.RequestException) as exc:
+            raise self._error(exc) from None
+        return str(created.sid)
+
+    def redirect(self, call_id: str, url: str) -> None:
+        """Make the live call ``call_id`` fetch its next TwiML from ``url`` (a queued caller
+        leaves the queue)."""
+        try:
+            self.client.calls(call_id).update(url=url, method="POST")
+        except (TwilioException, requests.RequestException) as exc:
+            raise self._error(exc) from None
+
+    def hangup(self, call_id: str) -> None:
+        """End the live call ``call_id``."""
+        try:
+            self.client.calls(call_id).update(status="completed")
+        except (TwilioException, requests.RequestException) as exc:
+            raise self._error(exc) from None

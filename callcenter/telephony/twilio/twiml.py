@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from twilio.twiml.voice_response import Gather as TwimlGather
 from twilio.twiml.voice_response import VoiceResponse
@@ -36,6 +37,8 @@ class RenderContext:
     enqueue_action: str
     voices: Mapping[str, VoiceConfig]
     fallback_number: str = ""
+    #: the queue's wait URL (``/twilio/queue/wait``); the queue and language are added
+    wait_url: str = ""
 
 
 def queue_name(queue: str, language: str) -> str:
@@ -85,10 +88,15 @@ def render(instructions: Sequence[ins.Instruction], ctx: RenderContext) -> str:
             for prompt in item.prompts:
                 _say(gather, prompt, ctx)
         elif isinstance(item, ins.Enqueue):
+            waiting: dict[str, object] = {}
+            if ctx.wait_url:
+                query = urlencode({"lang": item.language, "q": item.queue})
+                waiting = {"wait_url": f"{ctx.wait_url}?{query}", "wait_url_method": "POST"}
             response.enqueue(
                 xml_text(queue_name(item.queue, item.language)),
                 action=ctx.enqueue_action,
                 method="POST",
+                **waiting,
             )
         elif isinstance(item, ins.Dial):
             response.dial(item.number)
