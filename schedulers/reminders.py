@@ -28,6 +28,10 @@ A skipped reminder is recorded once, as an outbox row with status ``cancelled`` 
 ``last_error`` ``skipped: <reason>`` under the same dedupe key, and logged once with its
 reason by whichever process recorded it; later runs see the key and pass by.
 
+A patient whose reminder preference is ``voice`` (:mod:`callcenter.recall.preferences`) gets
+each reminder as an outbox call under the same key, running ``ivr_flows/reminder_call.yaml``
+(1 confirms, 2 cancels under the booking rules; see ``docs/recall.md``).
+
 A reminder asks "reply 1 to confirm, 2 to cancel" (``sms.booking_reminder``) while the booking
 may still be cancelled, and only "reply 1 to confirm" (``sms.booking_reminder_late``) after the
 cancellation deadline. Answers go to :func:`answer_reminder` (registered as
@@ -54,10 +58,11 @@ from callcenter.clock import Clock
 from callcenter.config import ReminderOffset, Settings
 from callcenter.db.engine import Database
 from callcenter.db.models import AuditEntry, OutboxMessage
-from callcenter.messaging.dispatcher import quiet_until, recipient_zone
 from callcenter.messaging.outbox import Outbox
+from callcenter.messaging.quiet_hours import quiet_until, recipient_zone
 from callcenter.messaging.replies import ASKED_STATUSES, ReplyHandler, ReplyHandlers
 from callcenter.phone import mask
+from callcenter.recall.preferences import reminder_call_params, reminder_channel
 
 log = logging.getLogger(__name__)
 
@@ -303,20 +308,34 @@ def _write(
             "cancel_by": rules.cancel_by_text(b.visit_date, cfg, language),
         }
         reply_until = min(now + timedelta(hours=settings.reminders.reply_window_hours), b.starts_at)
+        # Patients who prefer voice get a call running ivr_flows/reminder_call.yaml instead.
+        voice = reminder_channel(s, b.patient_id) == "voice"
         for offset, decision in todo:
             key = reminder_key(b.visit_number, offset.name)
-            written = outbox.enqueue(
-                s,
-                channel="sms",
-                to_e164=b.contact_phone,
-                template="booking_reminder" if cancellable else "booking_reminder_late",
-                language=language,
-                params=params,
-                dedupe_key=key,
-                now=now,
-                reply_handler=HANDLER,
-                reply_context={"visit_number": b.visit_number, "offset": offset.name},
-            )
+            if voice:
+                written = outbox.enqueue(
+                    s,
+                    channel="call",
+                    to_e164=b.contact_phone,
+                    template="reminder_call",
+                    language=language,
+                    params=reminder_call_params(b.id, key),
+                    dedupe_key=key,
+                    now=now,
+                )
+            else:
+                written = outbox.enqueue(
+                    s,
+                    channel="sms",
+                    to_e164=b.contact_phone,
+                    template="booking_reminder" if cancellable else "booking_reminder_late",
+                    language=language,
+                    params=params,
+                    dedupe_key=key,
+                    now=now,
+                    reply_handler=HANDLER,
+                    reply_context={"visit_number": b.visit_number, "offset": offset.name},
+                )
             if not written:
                 result.existing += 1
                 continue
@@ -332,9 +351,12 @@ def _write(
                     "reminder %s of booking id=%s skipped: %s", offset.name, b.id, decision.skip
                 )
                 continue
-            s.execute(
-                update(outbox_t).where(outbox_t.c.dedupe_key == key).values(reply_until=reply_until)
-            )
+            if not voice:
+                s.execute(
+                    update(outbox_t)
+                    .where(outbox_t.c.dedupe_key == key)
+                    .values(reply_until=reply_until)
+                )
             result.queued += 1
             log.info("reminder %s of booking id=%s queued", offset.name, b.id)
 

@@ -167,7 +167,7 @@ def test_flows_check_passes_on_the_shipped_flows(tmp_path: Path) -> None:
     config = write_config(tmp_path / "config.yaml", "sqlite:///unused.db", tmp_path)
     result = run_cli(config, "flows", "check")
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("ok: 4 flows, ")
+    assert result.output.startswith("ok: 7 flows, ")
     assert str(FLOWS) in result.output
 
 

@@ -1,15 +1,18 @@
 """Feed tables: lab results a hospital reported ready. Created by migration ``0006_results``.
 
-A row records that a result exists and who it belongs to, never its values: values a hospital
-sends are validated and discarded (``had_values`` remembers that some came). The patient is
-found through the booking whose visit number the hospital gave.
+A row records that a result exists and who it belongs to. Values a hospital sends are kept
+only sealed (``values_sealed``: encrypted with a key derived from ``SECRET_KEY``, see
+:mod:`callcenter.messaging.sealing`), so that a caller can hear a normal result on the phone
+after identity checks (migration ``0009_recall``); they never go into an SMS, a voicemail, a
+log or an audit row. The patient is found through the booking whose visit number the
+hospital gave.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db.models import Base
@@ -39,5 +42,7 @@ class LabResult(Base):
     ready_at: Mapped[datetime]
     abnormal: Mapped[bool] = mapped_column(Boolean)
     had_values: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: the values, sealed (``None`` when none came)
+    values_sealed: Mapped[str | None] = mapped_column(Text)
     payload_sha256: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[datetime]

@@ -9,10 +9,16 @@ harmless, because events are idempotent on the hospital's event id.
 "Results ready" (:meth:`FeedService.results_ready`) stores a :class:`~.models.LabResult` and
 queues ``sms.results_ready`` to the booking's contact phone, in the booking's language. The
 SMS says only that a result is ready at the hospital and how to get it: never the test, its
-values or whether it is abnormal. Values a hospital sends are validated and discarded: they
-are not stored anywhere. The message is not ``essential`` (a number that opted out of SMS
-gets nothing: the result waits at the hospital all the same) and not ``urgent`` (it respects
-quiet hours).
+values or whether it is abnormal. Values a hospital sends are validated and stored only sealed
+(``values_sealed``), for the phone to read a normal result after identity checks
+(:mod:`callcenter.recall.results`); they are never logged, audited or put in a message. The
+message is not ``essential`` (a number that opted out of SMS gets nothing: the result waits
+at the hospital all the same) and not ``urgent`` (it respects quiet hours). With
+``recall.results_call`` the patient is also called (template ``results``: the flow
+``ivr_flows/results.yaml``), urgent, dedupe key ``results-call:<hospital>:<result id>``.
+
+Queue events for waiting-room recall use the same signature and idempotency
+(:mod:`callcenter.recall.queue`).
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ from ..db.engine import Database
 from ..db.models import AuditEntry
 from ..db.sql import insert_ignore, inserted
 from ..messaging.outbox import Outbox
+from ..messaging.sealing import Sealer
+from ..recall.results import seal_values
 from .models import LabResult
 
 log = logging.getLogger(__name__)
@@ -148,7 +156,7 @@ class ResultsReadyEvent(_Strict):
     test_name: TestName
     ready_at: AwareDatetime
     abnormal: StrictBool
-    #: validated, then discarded (never stored, never sent)
+    #: validated, then stored only sealed (never sent, logged or audited)
     values: list[dict[str, str | int | float | bool | None]] | None = Field(
         default=None, max_length=200
     )
@@ -168,12 +176,21 @@ class FeedService:
     """Checks, stores and acts on hospital feed events. Knows nothing of the web framework."""
 
     def __init__(
-        self, db: Database, outbox: Outbox, clock: Clock, keys: Mapping[str, bytes]
+        self,
+        db: Database,
+        outbox: Outbox,
+        clock: Clock,
+        keys: Mapping[str, bytes],
+        *,
+        sealer: Sealer | None = None,
+        results_call: bool = False,
     ) -> None:
         self.db = db
         self.outbox = outbox
         self.clock = clock
         self._keys = dict(keys)
+        self.sealer = sealer
+        self.results_call = results_call
 
     @property
     def hospitals(self) -> frozenset[str]:
@@ -262,6 +279,9 @@ class FeedService:
         if booking is None:
             raise FeedRefused(422, "no booking with this visit number at this hospital")
         now = self.clock.now()
+        sealed = None
+        if event.values and self.sealer is not None:
+            sealed = seal_values(self.sealer, event.values)
         table = LabResult.__table__
         stmt = (
             insert_ignore(s.connection(), table)  # type: ignore[arg-type]
@@ -276,6 +296,7 @@ class FeedService:
                 ready_at=event.ready_at,
                 abnormal=event.abnormal,
                 had_values=bool(event.values),
+                values_sealed=sealed,
                 payload_sha256=digest,
                 received_at=now,
             )
@@ -308,6 +329,20 @@ class FeedService:
             dedupe_key=f"results:{hospital}:{event.result_id}",
             now=now,
         )
+        called = False
+        if self.results_call:
+            key = f"results-call:{hospital}:{event.result_id}"
+            called = self.outbox.enqueue(
+                s,
+                channel="call",
+                to_e164=booking.contact_phone,
+                template="results",
+                language=language,
+                params={"kind": "results", "ref": row.id, "attempt": 1, "key": key},
+                dedupe_key=key,
+                now=now,
+                urgent=True,
+            )
         s.add(
             AuditEntry(
                 at=now,
@@ -322,6 +357,7 @@ class FeedService:
                     "booking_id": booking.id,
                     "abnormal": event.abnormal,
                     "sms_queued": queued,
+                    "call_queued": called,
                 },
             )
         )

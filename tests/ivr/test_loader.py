@@ -35,7 +35,15 @@ GOOD_ACTIONS = {"find_booking", "count_slots"}
 def test_shipped_flows_load_with_no_service_actions() -> None:
     flows = load_flows(SHIPPED, actions=ACTION_NAMES)
     assert flows.entry == "main"
-    assert set(flows.flows) == {"main", "info", "booking", "service"}
+    assert set(flows.flows) == {
+        "main",
+        "info",
+        "booking",
+        "service",
+        "recall",
+        "results",
+        "reminder_call",
+    }
     assert flows.flows["main"].start == "welcome"
     assert flows.flows["booking"].queue == "booking"
 

@@ -81,6 +81,7 @@ def _limit(flows: FlowSet, state: SessionState) -> int:
 def handle(state: SessionState, event: Event) -> Step:
     """One caller event, as the call service plays it: a service action the step asks for
     (the knowledge-base search behind the information options) is answered ``not_found``
+    (and the check that opens the results flow, ``inbound``: this is a call that came in)
     and the engine goes on; what every step said is heard in order."""
     step = ENGINE.handle(state, event, CLOCK)
     instructions = list(step.instructions)
@@ -88,7 +89,8 @@ def handle(state: SessionState, event: Event) -> Step:
     for _ in range(10):
         if step.action is None:
             break
-        step = ENGINE.handle(step.state, ActionResult("not_found"), CLOCK)
+        answer = "inbound" if step.action.name == "outbound_context" else "not_found"
+        step = ENGINE.handle(step.state, ActionResult(answer), CLOCK)
         instructions.extend(step.instructions)
         trace.extend(step.trace)
     assert step.action is None, "a step kept asking for actions"

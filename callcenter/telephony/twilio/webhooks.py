@@ -11,7 +11,9 @@ Endpoints (stable, documented in the README):
 * ``POST /twilio/voice``: a call comes in (the number's voice URL);
 * ``POST /twilio/voice/input?step=N``: the answer to the question asked at step N;
 * ``POST /twilio/voice/queue``: the caller left the waiting queue (``<Enqueue action>``);
-* ``POST /twilio/voice/status``: call status callback;
+* ``POST /twilio/voice/status``: call status callback (``?o=<outbox id>`` for outbound
+  calls: also passed to :meth:`callcenter.recall.outbound.OutboundService.status`, which
+  retries or falls back to SMS; the answer URL of those calls is in :mod:`.outbound`);
 * ``POST /twilio/fallback``: the number's fallback URL; touches no database;
 * ``POST /twilio/sms``: an inbound SMS (opt-out and re-subscribe keywords, numbered answers,
   anything else; see :mod:`callcenter.messaging.inbound`);
@@ -24,6 +26,7 @@ import hashlib
 import logging
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, abort, request
@@ -32,6 +35,7 @@ from ...calls.service import CallerInput, CallService, Reply
 from ...config import Config
 from ...ivr.engine import Digits, NoInput, Speech
 from ...messaging.inbound import InboundSmsService
+from ...recall.outbound import OutboundService
 from .signing import signature_check
 from .twiml import RenderContext, busy_fallback, message_reply, render
 
@@ -86,8 +90,15 @@ def caller_input(form: Any) -> CallerInput:
     return NoInput()
 
 
-def create_blueprint(config: Config, calls: CallService, sms: InboundSmsService) -> Blueprint:
-    """The Twilio webhook blueprint, bound to the given services."""
+def create_blueprint(
+    config: Config,
+    calls: CallService,
+    sms: InboundSmsService,
+    outbound: OutboundService | None = None,
+    queue_exit: Callable[[str, str], None] | None = None,
+) -> Blueprint:
+    """The Twilio webhook blueprint, bound to the given services. ``queue_exit(call sid,
+    QueueResult)`` tells the router a caller left the queue (routing on the phone)."""
     bp = Blueprint("twilio", __name__, url_prefix="/twilio")
     settings = config.settings
     base_url = settings.web.public_base_url
@@ -102,6 +113,7 @@ def create_blueprint(config: Config, calls: CallService, sms: InboundSmsService)
             enqueue_action=f"{base_url}/twilio/voice/queue",
             voices=voices,
             fallback_number=fallback_number,
+            wait_url=f"{base_url}/twilio/queue/wait" if queue_exit is not None else "",
         )
         return _xml(render(reply.instructions, ctx))
 
@@ -149,12 +161,16 @@ def create_blueprint(config: Config, calls: CallService, sms: InboundSmsService)
     @bp.post("/voice/queue")
     @signed
     def voice_queue() -> Response:
+        call_sid = _sid("CallSid")
+        result = request.form.get("QueueResult", "unknown")
         calls.queue_exit(
             provider=PROVIDER,
-            provider_call_id=_sid("CallSid"),
-            result=request.form.get("QueueResult", "unknown"),
+            provider_call_id=call_sid,
+            result=result,
             queue_time_s=_int(request.form.get("QueueTime")),
         )
+        if queue_exit is not None:
+            queue_exit(call_sid, result[:32])
         return _xml(render((), RenderContext("", "", voices)))
 
     @bp.post("/voice/status")
@@ -174,6 +190,16 @@ def create_blueprint(config: Config, calls: CallService, sms: InboundSmsService)
                 if k in request.form
             },
         )
+        outbox_id = _int(request.args.get("o"))
+        if outbound is not None and outbox_id is not None:
+            # An outbound call placed by the dispatcher: retry or SMS when not reached.
+            outbound.status(
+                provider=PROVIDER,
+                outbox_id=outbox_id,
+                provider_call_id=_sid("CallSid"),
+                status=status,
+                answered_by=request.form.get("AnsweredBy", "")[:32] or None,
+            )
         return Response(status=204)
 
     @bp.post("/fallback")
