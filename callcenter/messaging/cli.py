@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 from types import FrameType
 from typing import Any
 
@@ -56,8 +57,16 @@ def build_sender(config: Config) -> Sender:
     default=None,
     help="Messages claimed at once (default: messaging.batch_size).",
 )
+@click.option(
+    "--channel",
+    type=click.Choice(["sms", "call", "both"]),
+    default="both",
+    show_default=True,
+    help="What this worker sends. 'both' runs one sending loop per channel, so calls paced "
+    "at their own rate never hold up SMS.",
+)
 @click.pass_obj
-def worker(state: Any, once: bool, worker_id: str | None, batch: int | None) -> None:
+def worker(state: Any, once: bool, worker_id: str | None, batch: int | None, channel: str) -> None:
     """Send due SMS and calls from the outbox (run any number, on any machine).
 
     SIGTERM or Ctrl-C lets the message being sent finish, hands the rest back and exits.
@@ -77,27 +86,46 @@ def worker(state: Any, once: bool, worker_id: str | None, batch: int | None) -> 
     except ConfigError as exc:
         raise _Fatal(str(exc)) from None
     db = database(config)
-    dispatcher = Dispatcher(
-        Outbox.from_config(config, db),
-        sender,
-        Templates(config.flows_dir),
-        worker_id=worker_id or f"{socket.gethostname()}-{os.getpid()}",
-        batch_size=batch,
-    )
+    outbox = Outbox.from_config(config, db)
+    templates = Templates(config.flows_dir)
+    name = worker_id or f"{socket.gethostname()}-{os.getpid()}"
+    loops = ["sms", "call"] if channel == "both" else [channel]
+    dispatchers = [
+        Dispatcher(
+            outbox,
+            sender,
+            templates,
+            worker_id=name,
+            batch_size=batch,
+            channels=[c],
+        )
+        for c in loops
+    ]
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
-        dispatcher.stop()
+        for d in dispatchers:
+            d.stop()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
         with db.transaction() as session:  # fails fast on a missing or old schema
-            dispatcher.outbox.counts(session)
+            outbox.counts(session)
         if once:
-            handled = dispatcher.drain()
+            handled = sum(d.drain() for d in dispatchers)
             click.echo(f"{handled} messages handled")
         else:
-            dispatcher.run()
+            threads = [
+                threading.Thread(target=d.run, name=f"dispatch-{d.channels}", daemon=True)
+                for d in dispatchers[1:]
+            ]
+            for t in threads:
+                t.start()
+            dispatchers[0].run()  # the main thread keeps the signal handlers
+            for d in dispatchers:
+                d.stop()
+            for t in threads:
+                t.join()
     except (OperationalError, ProgrammingError) as exc:
         if "outbox" in str(exc) or "no such" in str(exc) or "does not exist" in str(exc):
             raise click.ClickException(

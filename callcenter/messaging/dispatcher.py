@@ -21,7 +21,8 @@ any number of machines against the same database. Each round:
    ``max_attempts``, then the message fails with its last error for an operator to see.
 
 Quiet hours (``messaging.quiet_start`` to ``quiet_end``, in the recipient's time zone: the
-one zone of the number's region when it has a single one, else ``instance.timezone``) hold
+one zone of the number's region when it has a single one, else ``instance.timezone``; see
+:mod:`.quiet_hours`) hold
 non-urgent messages until they end. Urgent messages and messages written during a live call
 (``call_id`` set: the caller asked for them a moment ago) are sent at once.
 
@@ -36,6 +37,10 @@ cannot know when a message stops being useful, so the job that wrote it withdraw
 Essential and urgent messages are neither capped nor counted. The check runs at claim time
 only, so two workers claiming for the same number at the same instant may each let one
 through (the cap can be exceeded by at most one message per concurrently claiming worker).
+
+A message that asks for a reply (``reply_handler``) is withdrawn (``cancelled``,
+:data:`EXPIRED_REPLY_WINDOW`) instead of sent once its reply window (``reply_until``) has
+closed: a reminder of a visit that started while every worker was down.
 
 A message held back keeps its reason in ``last_error`` while it waits
 (:data:`DEFERRED_QUIET`, :data:`DEFERRED_CAP`); acceptance by the provider clears it.
@@ -53,17 +58,12 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from datetime import time as clock_time
-from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo
 
-import phonenumbers
-from phonenumbers import timezone as phone_timezone
-from sqlalchemy import Connection, Row, and_, case, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, and_, case, func, insert, or_, select, true, update
 
 from ..clock import Clock, SystemClock
 from ..db.models import SmsOptOut
@@ -72,6 +72,7 @@ from ..logs import mask_text
 from ..phone import mask
 from . import segments
 from .outbox import (
+    CANCELLED,
     CLAIMED,
     DEFERRED_CAP,
     DEFERRED_QUIET,
@@ -86,6 +87,7 @@ from .outbox import (
     status_t,
 )
 from .ports import OutgoingCall, OutgoingSms, Sender, SendError, SendResult
+from .quiet_hours import quiet_until, recipient_zone
 from .ratelimit import Entry, RateLimiter
 from .sealing import SealingError
 from .templates import TemplateError, Templates
@@ -122,42 +124,17 @@ def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random)
     return rng.uniform(0.0, ceiling)
 
 
-@lru_cache(maxsize=4096)
-def recipient_zone(to_e164: str, fallback: str) -> ZoneInfo:
-    """The recipient's time zone: the number's only zone when it has one, else ``fallback``."""
-    try:
-        zones = phone_timezone.time_zones_for_number(phonenumbers.parse(to_e164))
-    except phonenumbers.NumberParseException:
-        zones = ()
-    if len(zones) == 1 and zones[0] != "Etc/Unknown":
-        try:
-            return ZoneInfo(zones[0])
-        except (KeyError, ValueError):
-            pass
-    return ZoneInfo(fallback)
+#: ``last_error`` of a message withdrawn because the answer it asks for is no longer taken.
+EXPIRED_REPLY_WINDOW = "expired: reply window closed before sending"
 
 
-def _hhmm(text: str) -> clock_time:
-    hour, minute = text.split(":")
-    return clock_time(int(hour), int(minute))
-
-
-def quiet_until(now: datetime, zone: ZoneInfo, start: str, end: str) -> datetime | None:
-    """When quiet hours end (UTC) if ``now`` falls in them in ``zone``; ``None`` otherwise.
-
-    ``start`` and ``end`` are local ``HH:MM``; the period may span midnight (21:00-08:00).
-    Equal times mean no quiet hours.
-    """
-    begin, finish = _hhmm(start), _hhmm(end)
-    if begin == finish:
-        return None
-    local = now.astimezone(zone)
-    t = local.time().replace(tzinfo=None)
-    quiet = begin <= t < finish if begin < finish else t >= begin or t < finish
-    if not quiet:
-        return None
-    day = local.date() if t < finish else local.date() + timedelta(days=1)
-    return datetime.combine(day, finish, tzinfo=zone).astimezone(UTC)
+def _before(moment: datetime | None, now: datetime) -> bool:
+    """Whether ``moment`` (naive UTC from SQLite) is set and at or before ``now``."""
+    if moment is None:
+        return False
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment <= now
 
 
 def _capped(row: Row[Any]) -> bool:
@@ -202,8 +179,13 @@ class Dispatcher:
         sleep: Callable[[float], object] | None = None,
         rng: random.Random | None = None,
         batch_size: int | None = None,
+        channels: Collection[str] | None = None,
     ) -> None:
         self.outbox = outbox
+        #: the channels this dispatcher claims (``None``: every channel). A worker runs one
+        #: dispatcher per channel so that waiting for a call's moment (10 calls a second)
+        #: never holds up SMS due at 100 a second.
+        self.channels = tuple(sorted(channels)) if channels else None
         self.db = outbox.db
         self.sender = sender
         self.templates = templates
@@ -345,15 +327,17 @@ class Dispatcher:
             outbox_t.c.call_id,
             outbox_t.c.attempts,
             outbox_t.c.reply_handler,
+            outbox_t.c.reply_until,
         )
         jobs: list[_Job] = []
         settled = 0
+        mine = outbox_t.c.channel.in_(self.channels) if self.channels else true()
         with self.db.connection() as conn:
             expired = conn.execute(
                 self._locked(
                     conn,
                     select(*cols)
-                    .where(outbox_t.c.status == CLAIMED, outbox_t.c.not_before <= now)
+                    .where(outbox_t.c.status == CLAIMED, outbox_t.c.not_before <= now, mine)
                     .order_by(outbox_t.c.not_before)
                     .limit(self.batch_size),
                 )
@@ -379,7 +363,7 @@ class Dispatcher:
                         self._locked(
                             conn,
                             select(*cols)
-                            .where(outbox_t.c.status == PENDING, outbox_t.c.not_before <= now)
+                            .where(outbox_t.c.status == PENDING, outbox_t.c.not_before <= now, mine)
                             .order_by(outbox_t.c.not_before, outbox_t.c.id)
                             .limit(room),
                         )
@@ -389,7 +373,7 @@ class Dispatcher:
             if not candidates:
                 self._next_due = conn.execute(
                     select(func.min(outbox_t.c.not_before)).where(
-                        outbox_t.c.status.in_((PENDING, CLAIMED))
+                        outbox_t.c.status.in_((PENDING, CLAIMED)), mine
                     )
                 ).scalar()
                 return [], 0
@@ -524,6 +508,19 @@ class Dispatcher:
                 error=f"gave up after {row.attempts} attempts; the last one's outcome is unknown",
             )
             log.warning("outbox %s failed: attempts used up", row.id)
+            return None
+        if row.reply_handler is not None and _before(row.reply_until, now):
+            # It asks for an answer nobody may give any more (a reminder whose visit has
+            # started, held back while every worker was down): too late to be of use.
+            advance(
+                conn,
+                row.id,
+                CANCELLED,
+                now=now,
+                error_code="expired",
+                error=EXPIRED_REPLY_WINDOW,
+            )
+            log.info("outbox %s withdrawn: its reply window closed before it went out", row.id)
             return None
         if row.channel == "sms" and not row.essential and row.to_e164 in opted:
             self._suppress(conn, row.id, now)

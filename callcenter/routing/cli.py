@@ -88,6 +88,21 @@ def staffing(
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--patience", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--target-s", type=click.FloatRange(min=0), default=20.0, show_default=True)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Also simulate every agent count up to --agents and draw SL, abandonment and ASA "
+    "against it into this PNG file.",
+)
+@click.option(
+    "--plot-from",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Fewest agents on the plot (default: the fewest that can keep up; with --patience, "
+    "two fewer).",
+)
 def simulate_command(
     calls_per_hour: float,
     aht: float,
@@ -96,8 +111,13 @@ def simulate_command(
     seed: int,
     patience: float | None,
     target_s: float,
+    plot_path: str | None,
+    plot_from: int | None,
 ) -> None:
     """Simulate the router on one FIFO queue; print the figures beside Erlang C/A."""
+    if plot_path is not None:
+        _plot(calls_per_hour, aht, agents, calls, seed, patience, target_s, plot_path, plot_from)
+        return
     settings = SimulationSettings(
         calls_per_hour=calls_per_hour,
         aht_s=aht,
@@ -129,6 +149,88 @@ def simulate_command(
          f"{a.occupancy:.1%}" if a else "")  # fmt: skip
 
 
+def _plot(
+    calls_per_hour: float,
+    aht: float,
+    agents: int,
+    calls: int,
+    seed: int,
+    patience: float | None,
+    target_s: float,
+    path: str,
+    first: int | None,
+) -> None:
+    """Simulate each agent count from ``first`` to ``agents``; table and PNG chart."""
+    import math
+    from pathlib import Path
+
+    from .plot import BLUE, GREEN, GREY, RED, Panel, Series, chart, nice_max
+
+    load = offered_load(calls_per_hour, aht)
+    stable = math.floor(load) + 1
+    low = first or max(1, stable - 2 if patience else stable)
+    if low > agents:
+        raise click.BadParameter(
+            f"the plot starts at {low} agents (offered load {load:.2f} Erlangs); "
+            "give --agents at least that, or a smaller --plot-from",
+            param_hint="--agents",
+        )
+    counts = list(range(low, agents + 1))
+    rows: list[tuple[float, float, float, float | None]] = []
+    click.echo(f"{'agents':>6}  {'SL sim':>7}  {'SL Erlang':>9}  {'abandoned':>9}  {'ASA s':>7}")
+    for n in counts:
+        result = simulate(
+            SimulationSettings(
+                calls_per_hour=calls_per_hour,
+                aht_s=aht,
+                agents=n,
+                calls=calls,
+                seed=seed,
+                patience_s=patience,
+                target_s=target_s,
+            )
+        )
+        theory: float | None = None
+        if patience:
+            theory = erlang_a_metrics(n, calls_per_hour, aht, patience, target_s).service_level
+        elif n > load:
+            theory = erlang_c_metrics(n, calls_per_hour, aht, target_s).service_level
+        rows.append((result.service_level, result.abandon_rate, result.asa_s, theory))
+        erlang = "-" if theory is None else f"{theory:.1%}"
+        click.echo(
+            f"{n:>6}  {result.service_level:>7.1%}  {erlang:>9}  "
+            f"{result.abandon_rate:>9.1%}  {result.asa_s:>7.1f}"
+        )
+    model = "ERLANG A" if patience else "ERLANG C"
+    png = chart(
+        counts,
+        [
+            Panel(
+                f"SERVICE LEVEL ({target_s:g} S) AND ABANDONMENT, %",
+                100.0,
+                [
+                    Series("SL SIMULATED", BLUE, [100 * r[0] for r in rows]),
+                    Series(
+                        f"SL {model}",
+                        GREY,
+                        [None if r[3] is None else 100 * r[3] for r in rows],
+                    ),
+                    Series("ABANDONED", RED, [100 * r[1] for r in rows]),
+                ],
+                unit="%",
+            ),
+            Panel(
+                "AVERAGE SPEED OF ANSWER, S",
+                nice_max(max(r[2] for r in rows)),
+                [Series("ASA", GREEN, [r[2] for r in rows])],
+            ),
+        ],
+        "AGENTS",
+    )
+    Path(path).write_bytes(png)
+    click.echo(f"plot written to {path} ({len(counts)} agent counts, {calls} calls each)")
+
+
 @click.group()
 def queues() -> None:
     """Live call queues: callers waiting, agents by state, service level."""
@@ -143,7 +245,7 @@ def _pct(value: float | None) -> str:
 @click.pass_obj
 def queues_status(state: Any, as_json: bool) -> None:
     """Per queue: callers waiting and ringing, longest wait, agents by state; for calls
-    queued today (UTC): service level (answered in target / answered), SL2 (/ answered and
+    queued today (local time): service level (answered in target / answered), SL2 (/ answered and
     abandoned), abandonment and average speed of answer."""
     from ..cli import _services
 

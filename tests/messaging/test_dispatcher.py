@@ -6,6 +6,7 @@ import itertools
 import logging
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -14,9 +15,10 @@ from callcenter.clock import FakeClock
 from callcenter.config import Config
 from callcenter.db.engine import Database
 from callcenter.db.models import SmsOptOut
-from callcenter.messaging.dispatcher import backoff_delay, quiet_until, recipient_zone
+from callcenter.messaging.dispatcher import backoff_delay
 from callcenter.messaging.outbox import Outbox
 from callcenter.messaging.ports import SendError
+from callcenter.messaging.quiet_hours import quiet_until, recipient_zone
 from tests.conftest import make_config
 
 from .helpers import PHONE, FakeSender, attempts, dispatcher, enqueue, row
@@ -508,3 +510,75 @@ def test_status_callback_racing_the_worker_is_kept(
     assert r.sent_at is not None
     assert r.claim_token is None
     assert r.sealed is None
+
+
+# ---------------------------------------------------------------- channels
+
+
+def _calls_then_sms(outbox: Outbox, db: Database, clock: FakeClock) -> tuple[list[int], list[int]]:
+    """A burst of urgent calls written first, then SMS due at the same moment."""
+    calls = [
+        enqueue(
+            outbox,
+            db,
+            clock.now(),
+            f"recall-{n}",
+            channel="call",
+            template="waiting_room_recall",
+            params={},
+            sealed={},
+            urgent=True,
+            to_e164=f"+861380013{n:04d}",
+        )
+        for n in range(20)
+    ]
+    sms = [
+        enqueue(outbox, db, clock.now(), f"sms-{n}", to_e164=f"+861390013{n:04d}")
+        for n in range(10)
+    ]
+    return calls, sms
+
+
+@pytest.mark.parametrize(
+    ("channels", "sms_wait_at_least_s", "sms_wait_below_s"),
+    [
+        # one loop for both: the SMS wait behind the oldest calls, paced at 1 call a second
+        (None, 15.0, None),
+        # a loop of its own: the SMS go at their own rate while the calls wait for theirs
+        (["sms"], None, 2.0),
+    ],
+)
+def test_calls_paced_at_their_rate_hold_up_sms_only_in_a_shared_loop(
+    database_url: str,
+    tmp_path: Path,
+    clock: FakeClock,
+    channels: list[str] | None,
+    sms_wait_at_least_s: float | None,
+    sms_wait_below_s: float | None,
+) -> None:
+    config = make_config(
+        database_url,
+        tmp_path,
+        messaging={"sms": {"per_second": 10}, "calls": {"per_second": 1}},
+    )
+    db = Database.from_url(config.database_url)
+    try:
+        outbox = Outbox.from_config(config, db)
+        calls, sms = _calls_then_sms(outbox, db, clock)
+        start = clock.now()
+        sender = FakeSender()
+        d = dispatcher(config, outbox, sender, clock, channels=channels)
+        sent_at: dict[int, datetime] = {}
+        sender.hook = lambda oid, _kind: sent_at.setdefault(oid, clock.now())
+        d.drain()
+        last_sms = max((sent_at[o] - start).total_seconds() for o in sms)
+        if sms_wait_at_least_s is not None:
+            assert last_sms >= sms_wait_at_least_s
+        if sms_wait_below_s is not None:
+            assert last_sms < sms_wait_below_s
+            assert not any(o in sent_at for o in calls)  # left for the call loop
+            dispatcher(config, outbox, sender, clock, channels=["call"]).drain()
+            assert all(o in sent_at for o in calls)
+        assert sorted(s.outbox_id for s in sender.sent) == sorted(calls + sms)
+    finally:
+        db.dispose()
