@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..clock import Clock
-from ..db.engine import Database, retry_once
+from ..db.engine import Database, pipelined, retry_once
 from ..db.models import (
     Call,
     CallEvent,
@@ -38,6 +38,7 @@ from ..db.sql import insert_ignore, inserted
 from ..ivr import instructions as ins
 from ..ivr.engine import (
     SEALED,
+    ActionRequest,
     ActionResult,
     Digits,
     Engine,
@@ -48,6 +49,7 @@ from ..ivr.engine import (
     Step,
     Trace,
 )
+from ..ivr.model import ActionNode
 from ..logs import mask_text
 from ..phone import mask, normalize_caller_id
 from .actions import ActionContext, ActionRegistry
@@ -156,6 +158,34 @@ _SELECT_CALL_END = (
     .where(_KEY)
     .with_for_update()
 )
+# A status callback reads the call and its session at once (the call row locked: every writer
+# of a session locks its call first).
+_SELECT_CALL_STATUS = (
+    select(
+        calls_t.c.id,
+        calls_t.c.outcome,
+        calls_t.c.ended_at,
+        sessions_t.c.state.label("session_state"),
+    )
+    .outerjoin(sessions_t, sessions_t.c.call_id == calls_t.c.id)
+    .where(_KEY)
+    .with_for_update(of=calls_t)
+)
+_END_CALL = (
+    update(calls_t)
+    .where(calls_t.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        ended_at=bindparam("b_at"),
+        duration_s=bindparam("b_duration_s"),
+        outcome=bindparam("b_outcome"),
+    )
+)
+_END_SESSION = (
+    update(sessions_t)
+    .where(sessions_t.c.call_id == bindparam("b_call_id"))
+    .values(state=bindparam("b_state"), updated_at=bindparam("b_at"))
+)
 _SELECT_RESIDENT = select(residents_t.c.id, residents_t.c.preferred_language).where(
     residents_t.c.phone_e164 == bindparam("phone")
 )
@@ -171,10 +201,22 @@ _UPDATE_SESSION = (
     .values(state=bindparam("b_state"), step=bindparam("b_step"), updated_at=bindparam("b_at"))
 )
 _INSERT_CALL = insert(calls_t).returning(calls_t.c.id)
-_INSERT_SESSION = insert(sessions_t)
-_INSERT_STEP = insert(steps_t)
-_INSERT_EVENTS = insert(events_t)
-_INSERT_OUTBOX = insert(outbox_t)
+# ``inline()``: nothing is fetched back (no implicit ``RETURNING id``), so the statements can
+# be pipelined and cost no result handling.
+_INSERT_SESSION = insert(sessions_t).inline()
+_INSERT_STEP = insert(steps_t).inline()
+_INSERT_EVENTS = insert(events_t).inline()
+_INSERT_OUTBOX = insert(outbox_t).inline()
+_INSERT_STATUS: dict[str, Any] = {}
+
+
+def _insert_status(conn: Connection) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` into provider statuses, built once."""
+    stmt = _INSERT_STATUS.get(conn.dialect.name)
+    if stmt is None:
+        stmt = insert_ignore(conn, status_t).returning(status_t.c.id)
+        _INSERT_STATUS[conn.dialect.name] = stmt
+    return stmt
 
 
 def _ended(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -312,51 +354,51 @@ class CallService:
         with self.db.connection() as conn:
             added = inserted(
                 conn.execute(
-                    insert_ignore(conn, status_t)
-                    .values(
-                        provider=provider,
-                        kind="call",
-                        provider_id=provider_call_id,
-                        status=status,
-                        detail=detail or {},
-                        at=now,
-                    )
-                    .returning(status_t.c.id)
+                    _insert_status(conn),
+                    {
+                        "provider": provider,
+                        "kind": "call",
+                        "provider_id": provider_call_id,
+                        "status": status,
+                        "detail": detail or {},
+                        "at": now,
+                    },
                 )
             )
             if not added:
                 return False
             row = conn.execute(
-                _SELECT_CALL_END, {"provider": provider, "provider_call_id": provider_call_id}
+                _SELECT_CALL_STATUS, {"provider": provider, "provider_call_id": provider_call_id}
             ).first()
             if row is None:
                 return True
             events = [self._event_row(row.id, None, "status", None, {"status": status}, now)]
-            if status in TERMINAL_STATUSES and row.ended_at is None:
-                outcome = row.outcome or ("abandoned_in_ivr" if status == "completed" else status)
-                conn.execute(
-                    update(calls_t)
-                    .where(calls_t.c.id == row.id)
-                    .values(status=status, ended_at=now, duration_s=duration_s, outcome=outcome)
-                )
-                sess = conn.execute(_SELECT_SESSION, {"call_id": row.id}).first()
-                if sess is not None and not sess.state.get("ended"):
+            ending = status in TERMINAL_STATUSES and row.ended_at is None
+            outcome = row.outcome or ("abandoned_in_ivr" if status == "completed" else status)
+            if ending:
+                detail = {"outcome": outcome, "duration_s": duration_s, "status": status}
+                events.append(self._event_row(row.id, None, "end", None, detail, now))
+            session = row.session_state
+            # The writes read no results: on PostgreSQL they go in one round trip with the commit.
+            with pipelined(conn):
+                if ending:
                     conn.execute(
-                        update(sessions_t)
-                        .where(sessions_t.c.call_id == row.id)
-                        .values(state=_ended(sess.state), updated_at=now)
+                        _END_CALL,
+                        {
+                            "b_id": row.id,
+                            "b_status": status,
+                            "b_at": now,
+                            "b_duration_s": duration_s,
+                            "b_outcome": outcome,
+                        },
                     )
-                events.append(
-                    self._event_row(
-                        row.id,
-                        None,
-                        "end",
-                        None,
-                        {"outcome": outcome, "duration_s": duration_s, "status": status},
-                        now,
+                if ending and session is not None and not session.get("ended"):
+                    conn.execute(
+                        _END_SESSION,
+                        {"b_call_id": row.id, "b_state": _ended(session), "b_at": now},
                     )
-                )
-            conn.execute(_INSERT_EVENTS, events)
+                conn.execute(_INSERT_EVENTS, events)
+                conn.commit()
         return True
 
     def queue_exit(
@@ -391,6 +433,108 @@ class CallService:
             }.get(result)
             if outcome is not None:
                 conn.execute(update(calls_t).where(calls_t.c.id == row.id).values(outcome=outcome))
+
+    # ------------------------------------------------------------ outbound calls
+
+    def begin_outbound(
+        self,
+        *,
+        provider: str,
+        provider_call_id: str,
+        party: str,
+        flow: str,
+        variables: Mapping[str, Any],
+        language: str,
+        idempotency_key: str | None = None,
+    ) -> Reply:
+        """An outbound call was answered: begin it in ``flow`` with ``variables``.
+
+        ``party`` is the number called (E.164). The flow must start with an action node (it
+        checks the call is still wanted before anything is said); ``variables`` are the
+        session's variables before that action runs. A repeated request replays the answer.
+        """
+
+        def work() -> Reply:
+            with self.db.connection() as conn:
+                return self._begin_outbound(
+                    conn,
+                    provider,
+                    provider_call_id,
+                    party,
+                    flow,
+                    variables,
+                    language,
+                    idempotency_key,
+                )
+
+        return retry_once(work)
+
+    def _begin_outbound(
+        self,
+        conn: Connection,
+        provider: str,
+        provider_call_id: str,
+        party: str,
+        flow_name: str,
+        variables: Mapping[str, Any],
+        language: str,
+        idempotency_key: str | None,
+    ) -> Reply:
+        existing = conn.execute(
+            _SELECT_CALL_ID, {"provider": provider, "provider_call_id": provider_call_id}
+        ).first()
+        if existing is not None:
+            return self._replay(conn, existing.id, existing.provider_call_id, 0)
+        flow = self.engine.flows.flows.get(flow_name)
+        if flow is None:
+            raise ValueError(f"no flow named {flow_name!r}")
+        first = flow.nodes[flow.start]
+        if not isinstance(first, ActionNode):
+            raise ValueError(f"outbound flow {flow_name!r} must start with an action node")
+        now = self.clock.now()
+        if language not in ("zh-CN", "en"):
+            language = self.engine.settings.default_language
+        where = f"{flow.name}:{first.id}"
+        state = SessionState(
+            flow=flow.name,
+            node=first.id,
+            language=language,
+            vars=dict(variables),
+            caller=party,
+            history=(where,),
+        )
+        result = Step(
+            state=state,
+            instructions=(),
+            action=ActionRequest(name=first.action, args=dict(first.args), node=first.id),
+            trace=(Trace("start", where, {"language": language, "direction": "outbound"}),),
+        )
+        resident = conn.execute(_SELECT_RESIDENT, {"phone": party}).first()
+        resident_id = resident.id if resident is not None else None
+        call_id = conn.execute(
+            _INSERT_CALL,
+            {
+                "provider": provider,
+                "provider_call_id": provider_call_id,
+                "direction": "outbound",
+                "from_e164": None,
+                "to_e164": party,
+                "resident_id": resident_id,
+                "language": language,
+                "status": "in-progress",
+                "priority": 0,
+                "red_flag": False,
+                "started_at": now,
+            },
+        ).scalar_one()
+        # The party called is who SMS intents of the flow go to.
+        call = _CallRow(
+            call_id, provider_call_id, party, resident_id, language, None, None, 0, False
+        )
+        log.info("outbound call %s to %s started (%s)", provider_call_id, mask(party), flow.name)
+        return self._finish_step(
+            conn, call, None, 0, result, {"event": "outbound"}, idempotency_key, language
+        )
 
     # ------------------------------------------------------------ reading
 
@@ -630,41 +774,9 @@ class CallService:
         call.language = state.language
 
         changes = call.changes(original)
-        if changes:
-            conn.execute(update(calls_t).where(calls_t.c.id == call.id).values(**changes))
         language_chosen = any(t.kind == "language" for t in traces) or (
             before is None and preferred_language is None
         )
-        if call.resident_id is not None and language_chosen:
-            conn.execute(
-                update(residents_t)
-                .where(
-                    residents_t.c.id == call.resident_id,
-                    residents_t.c.preferred_language.is_distinct_from(state.language),
-                )
-                .values(preferred_language=state.language, updated_at=now)
-            )
-        if before is None:
-            conn.execute(
-                _INSERT_SESSION,
-                {
-                    "call_id": call.id,
-                    "provider_call_id": call.provider_call_id,
-                    "state": self._store_state(state),
-                    "step": step_no,
-                    "updated_at": now,
-                },
-            )
-        else:
-            conn.execute(
-                _UPDATE_SESSION,
-                {
-                    "b_call_id": call.id,
-                    "b_state": self._store_state(state),
-                    "b_step": step_no,
-                    "b_at": now,
-                },
-            )
         response: dict[str, Any] = {
             "instructions": [ins.to_data(i) for i in played],
             "ended": state.ended,
@@ -673,27 +785,63 @@ class CallService:
         if state.vars.get(SEALED) or (before is not None and before.vars.get(SEALED)):
             # What this step says may include a sensitive value: replayable, not readable.
             response = {SEALED_TOKEN: self._seal(response)}
-        conn.execute(
-            _INSERT_STEP,
-            {
-                "call_id": call.id,
-                "step": step_no,
-                "idempotency_key": idempotency_key,
-                "input": input_data,
-                "response": response,
-                "at": now,
-            },
-        )
-        if sms_rows:
-            conn.execute(_INSERT_OUTBOX, sms_rows)
-        if traces:
+        # The step's writes read no results: on PostgreSQL they go to the server in one round
+        # trip with the commit. The step's transaction ends here.
+        with pipelined(conn):
+            if changes:
+                conn.execute(update(calls_t).where(calls_t.c.id == call.id).values(**changes))
+            if call.resident_id is not None and language_chosen:
+                conn.execute(
+                    update(residents_t)
+                    .where(
+                        residents_t.c.id == call.resident_id,
+                        residents_t.c.preferred_language.is_distinct_from(state.language),
+                    )
+                    .values(preferred_language=state.language, updated_at=now)
+                )
+            if before is None:
+                conn.execute(
+                    _INSERT_SESSION,
+                    {
+                        "call_id": call.id,
+                        "provider_call_id": call.provider_call_id,
+                        "state": self._store_state(state),
+                        "step": step_no,
+                        "updated_at": now,
+                    },
+                )
+            else:
+                conn.execute(
+                    _UPDATE_SESSION,
+                    {
+                        "b_call_id": call.id,
+                        "b_state": self._store_state(state),
+                        "b_step": step_no,
+                        "b_at": now,
+                    },
+                )
             conn.execute(
-                _INSERT_EVENTS,
-                [
-                    self._event_row(call.id, step_no, t.kind, t.node, dict(t.detail), now)
-                    for t in traces
-                ],
+                _INSERT_STEP,
+                {
+                    "call_id": call.id,
+                    "step": step_no,
+                    "idempotency_key": idempotency_key,
+                    "input": input_data,
+                    "response": response,
+                    "at": now,
+                },
             )
+            if sms_rows:
+                conn.execute(_INSERT_OUTBOX, sms_rows)
+            if traces:
+                conn.execute(
+                    _INSERT_EVENTS,
+                    [
+                        self._event_row(call.id, step_no, t.kind, t.node, dict(t.detail), now)
+                        for t in traces
+                    ],
+                )
+            conn.commit()
         return Reply(
             provider_call_id=call.provider_call_id,
             step=step_no,
