@@ -10,10 +10,20 @@ from typing import Any
 from flask import Flask, jsonify
 
 from callcenter.bootstrap import Services
+from callcenter.telephony.twilio.outbound import create_blueprint as outbound_blueprint
+from callcenter.telephony.twilio.queue import create_blueprint as twilio_queue_blueprint
 from callcenter.telephony.twilio.webhooks import create_blueprint as twilio_blueprint
 
+from .admin import create_blueprint as admin_blueprint
+from .agent import create_blueprint as agent_blueprint
 from .api import create_blueprint as api_blueprint
+from .auth import init_auth
+from .expert import create_blueprint as expert_blueprint
 from .feeds import create_blueprint as feeds_blueprint
+from .live import create_blueprint as live_blueprint
+from .outbound_api import create_blueprint as outbound_api_blueprint
+from .routing_api import create_blueprint as routing_api_blueprint
+from .supervisor import create_blueprint as supervisor_blueprint
 
 
 def create_app(services: Services, **flask_config: Any) -> Flask:
@@ -32,9 +42,28 @@ def create_app(services: Services, **flask_config: Any) -> Flask:
     )
     app.config.update(flask_config)
     app.extensions["callcenter"] = services
-    app.register_blueprint(twilio_blueprint(config, services.calls, services.sms_inbound))
+    app.register_blueprint(
+        twilio_blueprint(
+            config,
+            services.calls,
+            services.sms_inbound,
+            services.outbound,
+            queue_exit=services.phone.queue_exit,
+        )
+    )
+    app.register_blueprint(twilio_queue_blueprint(config, services.phone))
+    app.register_blueprint(outbound_blueprint(config, services.outbound))
     app.register_blueprint(api_blueprint(services))
     app.register_blueprint(feeds_blueprint(services))
+    # sign-in, CSRF (webhooks and feeds check their own signatures), language, headers
+    init_auth(app, services, csrf_exempt=("twilio", "twilio_outbound", "twilio_queue", "feeds"))
+    app.register_blueprint(admin_blueprint(services))
+    app.register_blueprint(live_blueprint(services))
+    app.register_blueprint(outbound_api_blueprint(services))
+    app.register_blueprint(agent_blueprint(services))
+    app.register_blueprint(supervisor_blueprint(services))
+    app.register_blueprint(expert_blueprint(services))
+    app.register_blueprint(routing_api_blueprint(services))
 
     @app.get("/healthz")
     def healthz() -> Any:

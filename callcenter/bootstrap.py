@@ -24,6 +24,7 @@ from .calls.service import CallService
 from .clock import Clock, SystemClock
 from .config import Config
 from .db.engine import Database
+from .events import EventBus, for_database
 from .feeds.service import FeedService, parse_feed_keys
 from .ivr.engine import Engine, EngineSettings
 from .ivr.loader import load_flows
@@ -31,10 +32,17 @@ from .messaging.inbound import InboundSmsService
 from .messaging.outbox import Outbox
 from .messaging.replies import ReplyHandlers
 from .messaging.sealing import Sealer
+from .recall.outbound import ACTION_NAMES as OUTBOUND_ACTIONS
+from .recall.outbound import OutboundActions, OutboundService
+from .recall.queue import RecallService
+from .recall.results import ResultsService
+from .routing.escalations import EscalationService
+from .routing.phone import PhoneRouting
 from .routing.service import RoutingService
+from .users.service import UserService
 
 #: Every action name the shipped flows may call (for checking flows without a database).
-ACTION_NAMES = KB_ACTIONS | BOOKING_ACTIONS
+ACTION_NAMES = KB_ACTIONS | BOOKING_ACTIONS | OUTBOUND_ACTIONS
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,21 @@ class Services:
     feeds: FeedService
     #: agents' presence and the callers waiting for them (the router, persisted)
     routing: RoutingService
+    #: console users, sign-in and server-side console sessions
+    users: UserService
+    #: live events for the console (in-process on SQLite, LISTEN/NOTIFY on PostgreSQL)
+    events: EventBus
+    #: tier-2 escalations to hospital experts and the experts' presence
+    escalations: EscalationService
+    #: routing on the phone: the queue's wait URL, callbacks, agents' and experts' calls
+    #: (no call control here: ``callcenter router`` adds it for its loop)
+    phone: PhoneRouting
+    #: waiting-room recall from hospital queue events
+    recall: RecallService
+    #: outbound calls run as flows (answer, retries, SMS fallback)
+    outbound: OutboundService
+    #: results by phone: identity checks, disclosure, clinician tasks
+    results: ResultsService
 
 
 def database(config: Config) -> Database:
@@ -135,22 +158,55 @@ def build(config: Config, *, clock: Clock | None = None, db: Database | None = N
         )
     register_reply_handlers(replies, booking)
     actions = build_actions(config, knowledge, booking, backend)
+    results = ResultsService(handle, sealer, booking, clock)
+    OutboundActions(outbox, results, booking, config.settings.recall).register(actions)
     engine = build_engine(config, actions)
     region = config.settings.instance.default_region
+    events = for_database(handle)
+    routing = RoutingService(
+        handle, clock, config.settings.routing, events=events, timezone=config.timezone
+    )
+    escalations = EscalationService(handle, clock, config.settings.routing, events=events)
     return Services(
         config=config,
         clock=clock,
         db=handle,
         engine=engine,
         actions=actions,
-        calls=CallService(handle, engine, actions, clock, default_region=region, sealer=sealer),
+        calls=(
+            calls := CallService(
+                handle, engine, actions, clock, default_region=region, sealer=sealer
+            )
+        ),
         sms_inbound=InboundSmsService(handle, clock, region, replies=replies, outbox=outbox),
         knowledge=knowledge,
         outbox=outbox,
         replies=replies,
         booking=booking,
-        feeds=FeedService(
-            handle, outbox, clock, parse_feed_keys(config.secrets.hospital_feed_keys)
+        feeds=(
+            feeds := FeedService(
+                handle,
+                outbox,
+                clock,
+                parse_feed_keys(config.secrets.hospital_feed_keys),
+                sealer=sealer,
+                results_call=config.settings.recall.results_call,
+            )
         ),
-        routing=RoutingService(handle, clock, config.settings.routing),
+        routing=routing,
+        events=events,
+        escalations=escalations,
+        phone=PhoneRouting(
+            handle,
+            clock,
+            config.settings.routing,
+            routing,
+            escalations,
+            base_url=config.settings.web.public_base_url,
+            default_region=region,
+        ),
+        users=UserService(handle, clock, config.settings.console),
+        recall=RecallService(handle, outbox, feeds, clock, config.settings.recall),
+        outbound=OutboundService(handle, outbox, calls, clock, config.settings.recall),
+        results=results,
     )

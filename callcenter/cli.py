@@ -154,17 +154,16 @@ def _gunicorn(config: Config, host: str, port: int, workers: int | None, access_
     from gunicorn.util import import_app
 
     web = config.settings.web
+    # SQLite too: its writers queue on a lock shared by every process (callcenter.db.engine),
+    # while the rest of each request (HTTP, signatures, TwiML) runs on every CPU.
     count = workers or web.workers
-    if config.database_url.startswith("sqlite") and workers is None and count > 1:
-        # SQLite has one writer at a time; worker processes would only wait on each other's
-        # file lock. One process with threads serves a one-machine hotline best.
-        click.echo(f"SQLite database: serving with 1 worker x {web.threads} threads", err=True)
-        count = 1
     options: dict[str, Any] = {
         "bind": f"{host}:{port}",
         "workers": count,
         "worker_class": "gthread",
-        "threads": web.threads,
+        # A console's live-event stream holds a thread while open: room for web.max_streams
+        # of them beside the threads that answer webhooks and pages.
+        "threads": web.threads + web.max_streams,
         "timeout": 30,
         "graceful_timeout": 10,
         "keepalive": 5,
@@ -272,6 +271,9 @@ def demo(state: _State, load_only: bool, host: str | None, port: int | None) -> 
     report = load_demo(services.db, services.clock)
     kb_report = load_kb_demo(services.db, services.clock)
     schedules = load_demo_schedules(services.db, services.clock, config.timezone)
+    from .users.demo import ensure_demo_users
+
+    console_users = ensure_demo_users(services.users, config.data_dir)
     services.db.dispose()
     base = config.settings.web.public_base_url
     click.echo(
@@ -288,6 +290,8 @@ def demo(state: _State, load_only: bool, host: str | None, port: int | None) -> 
                 f"  Twilio fallback URL:          POST {base}/twilio/fallback",
                 f"  Twilio SMS webhook:           POST {base}/twilio/sms",
                 f"  demo secrets (signing token): {secrets_file}",
+                f"  console:                      {base}/  (sign in as "
+                f"{', '.join(console_users.usernames)}; passwords in {console_users.path})",
             ]
         )
     )
@@ -302,6 +306,13 @@ def demo(state: _State, load_only: bool, host: str | None, port: int | None) -> 
     )
     atexit.register(dispatcher.terminate)
     click.echo(f"  outbox dispatcher:            pid {dispatcher.pid} (callcenter worker)")
+    # The router loop offers waiting callers to agents signed in to the console (with the
+    # local sender it dials nobody: agents answer on screen).
+    router_loop = subprocess.Popen(
+        [sys.executable, "-m", "callcenter.cli", "router", "run"], env=os.environ.copy()
+    )
+    atexit.register(router_loop.terminate)
+    click.echo(f"  router loop:                  pid {router_loop.pid} (callcenter router run)")
     _gunicorn(config, host or web.host, port or web.port, None, access_log=False)
 
 
@@ -515,6 +526,8 @@ def _register() -> None:
     from .booking.cli import booking
     from .messaging.cli import outbound, outbox, worker
     from .routing.cli import queues, simulate_command, staffing
+    from .routing.phone_cli import router
+    from .users.cli import users
 
     main.add_command(booking)
     main.add_command(worker)
@@ -524,6 +537,8 @@ def _register() -> None:
     main.add_command(staffing)
     main.add_command(simulate_command)
     main.add_command(queues)
+    main.add_command(router)
+    main.add_command(users)
 
 
 _register()

@@ -82,6 +82,9 @@ class WebConfig(_Section):
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=2, ge=1, le=64)
     threads: int = Field(default=8, ge=1, le=256)
+    #: live-event streams (SSE) one worker process holds open; each holds a thread of its own,
+    #: on top of ``threads`` (which stay free for webhooks and pages)
+    max_streams: int = Field(default=200, ge=0, le=2000)
     max_body_bytes: int = Field(default=65_536, ge=1024)
 
     @field_validator("public_base_url")
@@ -313,6 +316,44 @@ def _default_queues() -> dict[str, RoutingQueueConfig]:
     }
 
 
+class RoutingPhoneConfig(_Section):
+    """Routing on the phone: what waiting callers hear, callbacks, agents' calls."""
+
+    #: the caller's position is announced while it is this or less
+    announce_position_max: int = Field(default=5, ge=0, le=100)
+    #: seconds of hold music or silence between announcements
+    wait_cycle_s: int = Field(default=30, ge=5, le=600)
+    #: hold music (an MP3/WAV URL Twilio can fetch); empty: silence between messages
+    hold_music_url: str = ""
+    #: "press 1 to be called back" is offered when the estimated wait is over this
+    callback_offer_wait_s: float = Field(default=120.0, ge=0, le=24 * 3600)
+    #: a callback not dialled within this long after it was asked for is dropped
+    callback_expiry_s: float = Field(default=2 * 3600.0, gt=0, le=7 * 24 * 3600)
+    #: times a callback is dialled before it is given up
+    callback_max_attempts: int = Field(default=3, ge=1, le=20)
+    #: a callback that did not answer is not dialled again before this many seconds
+    callback_retry_delay_s: float = Field(default=120.0, ge=0, le=24 * 3600)
+    #: handle time assumed until calls of the last ``handle_time_window_s`` tell better
+    default_handle_time_s: float = Field(default=180.0, gt=0, le=24 * 3600)
+    handle_time_window_s: float = Field(default=3600.0, gt=0, le=7 * 24 * 3600)
+    #: seconds the agent has to press a key after the whisper (screens out voicemail)
+    agent_accept_timeout_s: int = Field(default=8, ge=1, le=60)
+    #: how often ``callcenter router`` dispatches and runs the timers
+    tick_interval_s: float = Field(default=1.0, gt=0, le=60)
+
+
+class RoutingPriorityConfig(_Section):
+    """Caller priority when a caller is enqueued (higher waits less; red flags are always
+    first; 0 turns a rule off; a caller matching several gets the highest)."""
+
+    #: callers at least this old (ID number entered in the menu, or a known birth date) ...
+    elderly_age: int = Field(default=75, ge=0, le=150)
+    #: ... get this priority
+    elderly: int = Field(default=5, ge=0, le=1000)
+    #: a number that already called earlier the same local day
+    repeat_caller: int = Field(default=3, ge=0, le=1000)
+
+
 class RoutingConfig(_Section):
     """The router (ACD): queues, ring timeout, wrap-up and service-level target."""
 
@@ -323,6 +364,12 @@ class RoutingConfig(_Section):
     #: service level counts calls answered within this many seconds
     service_level_s: float = Field(default=20.0, gt=0, le=3600)
     queues: dict[str, RoutingQueueConfig] = Field(default_factory=_default_queues)
+    #: an escalation offered to experts and accepted by none in this long becomes a callback
+    escalation_offer_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    #: an expert callback must be made within this long
+    escalation_callback_deadline_s: float = Field(default=1800.0, gt=0, le=7 * 24 * 3600)
+    phone: RoutingPhoneConfig = Field(default_factory=RoutingPhoneConfig)
+    priority: RoutingPriorityConfig = Field(default_factory=RoutingPriorityConfig)
 
     @field_validator("queues")
     @classmethod
@@ -330,6 +377,38 @@ class RoutingConfig(_Section):
         if not value:
             raise ValueError("at least one queue is needed")
         return value
+
+
+class ConsoleConfig(_Section):
+    """The agents console: sign-in, lockout, session timeouts, password hashing."""
+
+    #: a session with no request for this long ends
+    session_idle_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    #: any session ends this long after sign-in
+    session_absolute_hours: float = Field(default=10.0, gt=0, le=24 * 7)
+    #: failed sign-ins in a row that lock the account
+    max_failed_sign_ins: int = Field(default=5, ge=1, le=100)
+    lockout_minutes: int = Field(default=15, ge=1, le=7 * 24 * 60)
+    min_password_length: int = Field(default=10, ge=8, le=128)
+    #: argon2id cost (RFC 9106 "low memory" profile by default)
+    password_hash_time_cost: int = Field(default=3, ge=1, le=20)
+    password_hash_memory_kib: int = Field(default=65_536, ge=1024, le=4_194_304)
+    password_hash_parallelism: int = Field(default=4, ge=1, le=64)
+    #: the console's language for people who have not chosen one
+    default_language: Language = "zh-CN"
+
+
+class RecallConfig(_Section):
+    """Waiting-room recall, results calls and voice reminders (``callcenter.recall``)."""
+
+    #: call a patient who has not checked in when this many people (or fewer) are ahead;
+    #: a clinic may set its own (``recall_clinics.recall_places``)
+    default_places: int = Field(default=5, ge=0, le=100)
+    #: busy / no answer / failed: call again this many times, this long after, then an SMS
+    call_retries: int = Field(default=1, ge=0, le=5)
+    retry_after_s: int = Field(default=120, ge=10, le=3600)
+    #: also call (not only text) the patient when a result is ready
+    results_call: bool = False
 
 
 class LoggingConfig(_Section):
@@ -350,6 +429,8 @@ class Settings(_Section):
     messaging: MessagingConfig = Field(default_factory=MessagingConfig)
     reminders: RemindersConfig = Field(default_factory=RemindersConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    recall: RecallConfig = Field(default_factory=RecallConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
 

@@ -27,6 +27,9 @@ from callcenter.db.engine import Database, make_engine
 from callcenter.db.migrate import upgrade
 from callcenter.db.models import Base
 
+#: Every run scans all log calls for phone numbers, ID numbers and known passwords/PINs.
+pytest_plugins = ("tests.privacy.log_scan",)
+
 ROOT = Path(__file__).resolve().parent.parent
 FLOWS = ROOT / "ivr_flows"
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
@@ -131,6 +134,7 @@ def services(config: Config, clock: FakeClock) -> Iterator[Services]:
     """Every service, wired by the real composition root, on the test database and clock."""
     built = build(config, clock=clock)
     yield built
+    built.events.close()  # the PostgreSQL listener thread and its connection, if one started
     built.db.dispose()
 
 
