@@ -34,7 +34,9 @@ demo: $(STAMP)
 	$(BIN)/callcenter demo
 
 ## Everything CI checks: lint, types, layer contracts, tests on SQLite and PostgreSQL
-test: lint test-sqlite test-postgresql
+## (the two databases' runs go side by side, each with its own output)
+test: lint
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-sqlite test-postgresql
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -43,10 +45,10 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 test-sqlite: $(STAMP) | $(PRISM)
-	TEST_DATABASE=sqlite $(BIN)/pytest -q
+	TEST_DATABASE=sqlite $(BIN)/pytest -q -p no:cacheprovider
 
 test-postgresql: $(STAMP) | $(PRISM)
-	TEST_DATABASE=postgresql $(BIN)/pytest -q
+	TEST_DATABASE=postgresql $(BIN)/pytest -q -p no:cacheprovider
 
 ## Benchmarks (print figures; see bench/README.md)
 bench: $(STAMP)

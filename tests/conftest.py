@@ -96,11 +96,36 @@ def database_url(database_template: str, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{path}"
         return
     engine = make_engine(database_template)
-    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
     with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        used = _used_tables(conn)
+        if used:
+            conn.execute(text(f"TRUNCATE {', '.join(sorted(used))} RESTART IDENTITY CASCADE"))
     engine.dispose()
     yield database_template
+
+
+def _used_tables(conn: Any) -> set[str]:
+    """The tables a previous test touched: those with rows, and those whose id sequence moved
+    (a rolled-back insert leaves the table empty but the next id changed). Truncating only
+    these keeps every test's database clean and ids starting at 1, at a fraction of the cost
+    of truncating all of them."""
+    names = [t.name for t in Base.metadata.sorted_tables]
+    probe = " UNION ALL ".join(
+        f"SELECT '{n}' WHERE EXISTS (SELECT 1 FROM {n})"  # noqa: S608 - names from the models
+        for n in names
+    )
+    used = {str(r[0]) for r in conn.execute(text(probe))}
+    moved = conn.execute(
+        text(
+            "SELECT DISTINCT t.relname FROM pg_sequences s"
+            " JOIN pg_class q ON q.relname = s.sequencename AND q.relkind = 'S'"
+            " JOIN pg_depend d ON d.objid = q.oid AND d.refobjsubid > 0"
+            " JOIN pg_class t ON t.oid = d.refobjid"
+            " WHERE s.last_value IS NOT NULL AND s.schemaname = 'public'"
+        )
+    )
+    used |= {str(r[0]) for r in moved} & set(names)
+    return used
 
 
 @pytest.fixture
