@@ -52,6 +52,7 @@ from ..ivr.engine import (
 from ..ivr.model import ActionNode
 from ..logs import mask_text
 from ..phone import mask, normalize_caller_id
+from ..routing.priority import age_on, birth_date_from_id
 from .actions import ActionContext, ActionRegistry
 
 #: How a sealed value is stored: ``{"$sealed": token}``.
@@ -767,6 +768,11 @@ class CallService:
                 call.priority = item.priority
                 call.outcome = "enqueued"
                 call.red_flag = call.red_flag or item.reason == "red_flag"
+                age = _keyed_age(state, before, now)
+                if age is not None:
+                    # The ID number goes with the IVR part of the call; the queue's priority
+                    # rules (callers over 75) need only the age.
+                    traces.append(Trace("caller_age", "", {"age": age}))
             elif isinstance(item, ins.Hangup):
                 call.outcome = call.outcome or "completed_in_ivr"
         if any(t.kind == "red_flag" for t in traces):
@@ -932,6 +938,17 @@ def _describe_input(event: CallerInput, state: SessionState, engine: Engine) -> 
             "confidence": event.confidence,
         }
     return {"event": "no_input"}
+
+
+def _keyed_age(state: SessionState, before: SessionState | None, now: datetime) -> int | None:
+    """The caller's age in whole years from an ID number keyed in this call, if any."""
+    for source in (state, before):
+        sealed = source.vars.get(SEALED) if source is not None else None
+        if isinstance(sealed, Mapping) and isinstance(sealed.get("id_number"), str):
+            born = birth_date_from_id(sealed["id_number"].replace("*", "X"))
+            if born is not None and born <= now.date():
+                return age_on(born, now.date())
+    return None
 
 
 def instructions_text(instructions: Sequence[ins.Instruction]) -> list[str]:

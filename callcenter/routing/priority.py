@@ -39,6 +39,9 @@ class CallerFacts:
     birth_date: date | None = None
     #: calls from the same number earlier the same local day
     earlier_calls_today: int = 0
+    #: the caller's age in whole years, as the call service recorded it when the call was
+    #: enqueued (from an ID number keyed in the menu, which is not kept)
+    age_years: int | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,11 @@ def caller_priority(
     born = facts.birth_date
     if born is None and facts.id_number:
         born = birth_date_from_id(facts.id_number)
-    old_enough = born is not None and born <= today and age_on(born, today) >= rules.elderly_age
+    if born is not None and born <= today:
+        age: int | None = age_on(born, today)
+    else:
+        age = facts.age_years
+    old_enough = age is not None and age >= rules.elderly_age
     if rules.elderly > 0 and old_enough:
         matched.append((rules.elderly, "elderly"))
     if rules.repeat_caller > 0 and facts.earlier_calls_today > 0:

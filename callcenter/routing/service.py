@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from ..clock import Clock
 from ..config import RoutingConfig
 from ..db.engine import Database
-from ..db.models import Call
+from ..db.models import Call, CallEvent
 from ..events import topics
 from . import router as r
 from .models import RoutingAgent, RoutingCaller
@@ -214,12 +214,23 @@ class RoutingService:
 
     def caller_facts(self, session: Session, call_id: str, now: datetime) -> CallerFacts:
         """What the database knows about the caller of ``call_id`` (a provider call id):
-        how many calls came from the same number earlier today (local)."""
+        their age if the call service recorded one (an ID number keyed in the menu), and how
+        many calls came from the same number earlier today (local)."""
         call = session.execute(
             select(Call.id, Call.from_e164).where(Call.provider_call_id == call_id)
         ).first()
-        if call is None or call.from_e164 is None:
+        if call is None:
             return CallerFacts()
+        detail = session.scalar(
+            select(CallEvent.detail)
+            .where(CallEvent.call_id == call.id, CallEvent.kind == "caller_age")
+            .order_by(CallEvent.id.desc())
+            .limit(1)
+        )
+        raw_age = detail.get("age") if isinstance(detail, dict) else None
+        age = raw_age if isinstance(raw_age, int) and 0 <= raw_age < 150 else None
+        if call.from_e164 is None:
+            return CallerFacts(age_years=age)
         earlier = session.scalar(
             select(func.count())
             .select_from(Call)
@@ -231,7 +242,7 @@ class RoutingService:
                 Call.started_at <= now,
             )
         )
-        return CallerFacts(earlier_calls_today=int(earlier or 0))
+        return CallerFacts(earlier_calls_today=int(earlier or 0), age_years=age)
 
     def _agent(self, session: Session, agent_id: str) -> RoutingAgent:
         row = session.scalars(
@@ -401,6 +412,7 @@ class RoutingService:
                     id_number=given.id_number,
                     birth_date=given.birth_date,
                     earlier_calls_today=max(given.earlier_calls_today, known.earlier_calls_today),
+                    age_years=given.age_years if given.age_years is not None else known.age_years,
                 ),
                 self._today(now)[0],
                 asked=priority,

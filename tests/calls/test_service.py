@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from callcenter.bootstrap import Services, build
 from callcenter.calls.service import Reply, instructions_text
@@ -371,3 +371,42 @@ def test_sms_node_in_custom_flow_goes_to_the_outbox_then_hangs_up(pin_services: 
     assert kinds(reply) == ["Say", "Hangup"]
     [sms] = all_rows(pin_services, OutboxMessage)
     assert (sms.template, sms.to_e164) == ("info", CALLER)
+
+
+# ---------------------------------------------------------------- the caller's age for the queue
+
+
+@pytest.mark.parametrize(
+    ("born", "age", "priority"),
+    [
+        ("19480301", 78, 5),  # over 75: the elderly rule
+        ("19510101", 75, 5),  # 75 exactly
+        ("19511201", 74, 0),  # 75 next week: no rule yet
+        ("19900101", 36, 0),
+    ],
+)
+def test_an_id_number_keyed_before_asking_for_a_person_gives_the_queue_only_the_age(
+    pin_services: Services, born: str, age: int, priority: int
+) -> None:
+    from callcenter.db.models import CallEvent
+    from callcenter.routing.models import RoutingCaller
+    from tests.booking.conftest import cn_id
+
+    id_number = cn_id(7, born=born)
+    keyed = id_number.replace("X", "*")
+    reply = begin(pin_services, "CAage")
+    for value, last in (("3", "Gather"), (keyed, "Gather"), ("0", "Enqueue")):
+        reply = press(pin_services, "CAage", reply.step, value)
+        assert kinds(reply)[-1] == last
+    [event] = all_rows(pin_services, CallEvent, CallEvent.kind == "caller_age")
+    assert event.detail == {"age": age}
+    pin_services.routing.enqueue_caller("CAage", "general")
+    with pin_services.db.sessions() as s:
+        caller = s.get(RoutingCaller, "CAage")
+        assert caller is not None
+        assert caller.priority == priority
+        # the ID number itself is nowhere in the call's records
+        dump = repr([tuple(r) for r in s.execute(text("SELECT * FROM call_events")).all()])
+        dump += repr([tuple(r) for r in s.execute(text("SELECT * FROM call_sessions")).all()])
+        dump += repr([tuple(r) for r in s.execute(text("SELECT * FROM call_steps")).all()])
+    assert id_number[:17] not in dump
