@@ -269,6 +269,37 @@ def _digits(raw: str) -> str:
 _WEEKDAYS_ZH = "一二三四五六日"
 
 
+def call_failures(s: Session, call_id: int) -> int:
+    """Wrong or unknown visit numbers / passwords typed in one call (the per-call limit)."""
+    return int(
+        s.scalar(
+            select(func.count())
+            .select_from(PinAttempt)
+            .where(PinAttempt.call_id == call_id, PinAttempt.outcome.in_(("wrong", "unknown")))
+        )
+        or 0
+    )
+
+
+def patient_failures(s: Session, patient: Patient, now: datetime) -> int:
+    """A patient's wrong passwords in the last 24 hours, since an agent last unlocked them."""
+    since = now - timedelta(hours=24)
+    if patient.unlocked_at is not None and patient.unlocked_at > since:
+        since = patient.unlocked_at
+    return int(
+        s.scalar(
+            select(func.count())
+            .select_from(PinAttempt)
+            .where(
+                PinAttempt.patient_id == patient.id,
+                PinAttempt.outcome == "wrong",
+                PinAttempt.at > since,
+            )
+        )
+        or 0
+    )
+
+
 class BookingService:
     """Bookings for callers and operators (see the module docstring).
 
@@ -805,33 +836,6 @@ class BookingService:
 
     # ------------------------------------------------------------------ passwords
 
-    def _call_failures(self, s: Session, call_id: int) -> int:
-        return int(
-            s.scalar(
-                select(func.count())
-                .select_from(PinAttempt)
-                .where(PinAttempt.call_id == call_id, PinAttempt.outcome.in_(("wrong", "unknown")))
-            )
-            or 0
-        )
-
-    def _patient_failures(self, s: Session, patient: Patient, now: datetime) -> int:
-        since = now - timedelta(hours=24)
-        if patient.unlocked_at is not None and patient.unlocked_at > since:
-            since = patient.unlocked_at
-        return int(
-            s.scalar(
-                select(func.count())
-                .select_from(PinAttempt)
-                .where(
-                    PinAttempt.patient_id == patient.id,
-                    PinAttempt.outcome == "wrong",
-                    PinAttempt.at > since,
-                )
-            )
-            or 0
-        )
-
     def _attempt(
         self,
         s: Session,
@@ -872,7 +876,7 @@ class BookingService:
         now = self.clock.now()
         per_call = self.settings.pin_attempts_per_call
         per_day = self.settings.pin_attempts_per_day
-        call_failed = self._call_failures(s, call_id) if call_id is not None else 0
+        call_failed = call_failures(s, call_id) if call_id is not None else 0
         if call_id is not None and call_failed >= per_call:
             self._attempt(s, number, "locked", booking=None, call_id=call_id, operator=operator)
             return Verification("locked", number, locked_scope="call"), None
@@ -894,7 +898,7 @@ class BookingService:
         if patient.locked_at is not None:
             self._attempt(s, number, "locked", booking=booking, call_id=call_id, operator=operator)
             return Verification("locked", number, locked_scope="patient"), None
-        day_failed = self._patient_failures(s, patient, now)
+        day_failed = patient_failures(s, patient, now)
         if pre is not None and pre.stored == booking.password_hash:
             right = pre.right
         else:

@@ -24,12 +24,12 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from ..booking.identity import InvalidIdNumber, normalize_cn_id
 from ..booking.models import Booking, Patient, PinAttempt
-from ..booking.service import BookingService
+from ..booking.service import BookingService, call_failures, patient_failures
 from ..calls.actions import ActionContext
 from ..clock import Clock
 from ..db.engine import Database
@@ -85,33 +85,6 @@ class ResultsService:
 
     # ------------------------------------------------------------------ identity
 
-    def _failures_in_call(self, s: Session, call_id: int) -> int:
-        return int(
-            s.scalar(
-                select(func.count())
-                .select_from(PinAttempt)
-                .where(PinAttempt.call_id == call_id, PinAttempt.outcome.in_(("wrong", "unknown")))
-            )
-            or 0
-        )
-
-    def _patient_failures(self, s: Session, patient: Patient, now: datetime) -> int:
-        since = now - timedelta(hours=24)
-        if patient.unlocked_at is not None and patient.unlocked_at > since:
-            since = patient.unlocked_at
-        return int(
-            s.scalar(
-                select(func.count())
-                .select_from(PinAttempt)
-                .where(
-                    PinAttempt.patient_id == patient.id,
-                    PinAttempt.outcome == "wrong",
-                    PinAttempt.at > since,
-                )
-            )
-            or 0
-        )
-
     def _attempt(
         self, s: Session, call_id: int, outcome: str, patient: Patient | None, now: datetime
     ) -> None:
@@ -141,7 +114,7 @@ class ResultsService:
             raise RuntimeError("identity checks need SECRET_KEY (no booking service)")
         cfg = self.booking.settings
         now = self.clock.now()
-        failed = self._failures_in_call(s, call_id)
+        failed = call_failures(s, call_id)
         if failed >= cfg.pin_attempts_per_call:
             self._attempt(s, call_id, "locked", None, now)
             return "locked", None
@@ -166,7 +139,7 @@ class ResultsService:
             return "locked", None
         if number[6:14] != born.strftime("%Y%m%d"):
             self._attempt(s, call_id, "wrong", patient, now)
-            if self._patient_failures(s, patient, now) >= cfg.pin_attempts_per_day:
+            if patient_failures(s, patient, now) >= cfg.pin_attempts_per_day:
                 patient.locked_at = now
                 patient.updated_at = now
                 log.warning("patient id=%s locked after wrong identity checks", patient.id)
