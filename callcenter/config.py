@@ -204,6 +204,9 @@ class SenderLimits(_Section):
     """How fast one sender may go: units per second (an SMS segment, or a call)."""
 
     per_second: float = Field(default=1.0, gt=0, le=10_000)
+    #: requests one sending loop has with the provider at once: enough to cover the
+    #: provider's answer time at full rate (``per_second`` x seconds per request)
+    concurrency: int = Field(default=4, ge=1, le=64)
 
 
 class MessagingConfig(_Section):

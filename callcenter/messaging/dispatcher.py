@@ -10,10 +10,13 @@ any number of machines against the same database. Each round:
    rendered (sealed params opened in memory only) and counted in segments, and a sending
    moment is reserved in the shared rate limit (:mod:`.ratelimit`). Claimed rows get a lease
    that outlasts their reserved moment by ``messaging.lease_s``.
-2. **Send**, message by message at the reserved moments. Just before each one a short
-   transaction checks the row is still ours, re-checks the opt-out list (an opt-out takes
-   effect within a second) and quiet hours, counts the attempt and writes an
-   ``outbox_attempts`` row, and commits, then the sender is called.
+2. **Send**, message by message at the reserved moments, up to
+   ``messaging.<channel>.concurrency`` requests at once (a provider's REST answer takes
+   longer than the gap between two moments at full rate; one request at a time would leave
+   most of the rate unused). Just before each one a short transaction checks the row is
+   still ours, re-checks the opt-out list (an opt-out takes effect within a second) and
+   quiet hours, counts the attempt and writes an ``outbox_attempts`` row, and commits, then
+   the sender is called.
 3. **Record** the result in a second transaction: the provider id and first status, or the
    error: permanent errors fail the message at once; transient ones are retried after an
    exponential backoff with full jitter (``backoff_base_s * 2**(n-1)`` capped at
@@ -58,7 +61,8 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -166,6 +170,9 @@ class Dispatcher:
     ``clock`` tells the time for everything (due times, quiet hours, backoff, the rate
     schedule); ``sleep`` waits (default: a real, interruptible wait; tests pass a fake
     clock's ``advance``). ``worker_id`` names this worker in ``claimed_by`` and attempts.
+    ``concurrency`` (per channel; default ``messaging.<channel>.concurrency``) bounds the
+    messages in flight at once; a dispatcher given ``sleep`` sends one at a time, since one
+    fake clock cannot be advanced by several threads.
     """
 
     def __init__(
@@ -180,6 +187,7 @@ class Dispatcher:
         rng: random.Random | None = None,
         batch_size: int | None = None,
         channels: Collection[str] | None = None,
+        concurrency: Mapping[str, int] | None = None,
     ) -> None:
         self.outbox = outbox
         #: the channels this dispatcher claims (``None``: every channel). A worker runs one
@@ -203,6 +211,14 @@ class Dispatcher:
             "call": RateLimiter(m.calls.per_second, guard),
         }
         self.keys = {"sms": f"{sender.name}:sms", "call": f"{sender.name}:call"}
+        if concurrency is None:
+            concurrency = {"sms": m.sms.concurrency, "call": m.calls.concurrency}
+            if sleep is not None:
+                concurrency = {"sms": 1, "call": 1}
+        #: messages in flight at once, per channel
+        self.concurrency = {c: max(1, int(concurrency.get(c, 1))) for c in ("sms", "call")}
+        self._slots = {c: threading.BoundedSemaphore(n) for c, n in self.concurrency.items()}
+        self._pool: ThreadPoolExecutor | None = None
         self.base_url = self.settings.web.public_base_url.rstrip("/")
         self.fallback_zone = self.settings.instance.timezone
         self._stop = threading.Event()
@@ -238,7 +254,14 @@ class Dispatcher:
                 handled = 0
             if handled == 0:
                 self._wait(self._idle_wait(m.poll_interval_s), interruptible=True)
+        self.close()
         log.info("dispatcher %s stopped", self.worker_id)
+
+    def close(self) -> None:
+        """Let messages in flight finish and free the sending threads."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def _idle_wait(self, poll_s: float) -> float:
         """How long to sleep with nothing to do: until the next message falls due (messages
@@ -262,21 +285,54 @@ class Dispatcher:
         return total
 
     def run_once(self) -> int:
-        """Claim one batch and send it; the number of messages claimed or settled."""
+        """Claim one batch and send it; the number of messages claimed or settled.
+
+        Each message is handed to a sending thread just before its moment (at most the
+        channel's ``concurrency`` in flight); the round ends when all of them are settled.
+        """
         jobs, settled = self._claim()
         jobs.sort(key=lambda j: j.at)
+        in_flight: list[Future[None]] = []
         for index, job in enumerate(jobs):
             if not self._wait_until(job.at - PRE_SEND_S, interruptible=True):
                 self._release(jobs[index:])
                 break
+            if self.concurrency.get(job.channel, 1) == 1:
+                self._send_logged(job)
+                continue
+            slots = self._slots[job.channel]
+            slots.acquire()
             try:
-                self._send(job)
-            except Exception:
-                # Most likely the database went away. The message stays claimed and comes
-                # back when its lease ends; if it had already been accepted, that is the
-                # duplicate window described in the outbox module.
-                log.exception("outbox %s: could not send or record; left for the lease", job.id)
+                in_flight.append(self._threads().submit(self._send_in_slot, job, slots))
+            except BaseException:
+                slots.release()
+                raise
+        for future in in_flight:
+            future.result()
         return len(jobs) + settled
+
+    def _threads(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                max_workers=sum(self.concurrency.values()),
+                thread_name_prefix=f"send-{self.worker_id}",
+            )
+        return self._pool
+
+    def _send_in_slot(self, job: _Job, slots: threading.BoundedSemaphore) -> None:
+        try:
+            self._send_logged(job)
+        finally:
+            slots.release()
+
+    def _send_logged(self, job: _Job) -> None:
+        try:
+            self._send(job)
+        except Exception:
+            # Most likely the database went away. The message stays claimed and comes back
+            # when its lease ends; if it had already been accepted, that is the duplicate
+            # window described in the outbox module.
+            log.exception("outbox %s: could not send or record; left for the lease", job.id)
 
     # ------------------------------------------------------------------ time
 
@@ -579,11 +635,11 @@ class Dispatcher:
         # The first message can go once the claim is committed and its last checks are done;
         # the next ones as fast as this worker gets through messages.
         start = self._now().timestamp() + self._commit_s + self._begin_s + 0.002
-        pace = self._begin_s + self._work_s
         previous: float | None = None
         for job in jobs:
             limiter = self.limiters.get(job.channel, self.limiters["sms"])
             entries = schedules[job.key]
+            pace = (self._begin_s + self._work_s) / self.concurrency.get(job.channel, 1)
             not_before = start if previous is None else max(start, previous + pace)
             job.at = limiter.place(entries, not_before, job.units)
             previous = job.at

@@ -145,3 +145,74 @@ def test_worker_threads_never_exceed_the_limit(database_url: str, tmp_path: Path
     assert total / span > 0.8 * limit  # and the limit is used, not wasted
     assert {s.status for s in (row(db, i) for i in ids)} == {"queued"}
     db.dispose()
+
+
+class _InFlight:
+    """A provider that takes ``delay_s`` to answer, counting requests open at once."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.open = 0
+        self.most = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, _outbox_id: int, _attempt: int) -> None:
+        with self.lock:
+            self.open += 1
+            self.most = max(self.most, self.open)
+        time.sleep(self.delay_s)
+        with self.lock:
+            self.open -= 1
+
+
+@pytest.mark.parametrize(("concurrency", "expected_most"), [(1, 1), (4, 4)])
+def test_a_slow_provider_gets_several_requests_at_once_up_to_the_concurrency(
+    database_url: str, tmp_path: Path, concurrency: int, expected_most: int
+) -> None:
+    """Twilio takes a few hundred milliseconds to answer; one request at a time would leave
+    most of a high rate unused. Each message still goes exactly once."""
+    config: Config = make_config(
+        database_url,
+        tmp_path,
+        messaging={
+            "max_non_essential_per_day": 100_000,
+            "sms": {"per_second": 1000, "concurrency": concurrency},
+            "quiet_start": "00:00",
+            "quiet_end": "00:00",
+            "batch_size": 12,
+        },
+    )
+    db = Database.from_url(config.database_url)
+    outbox = Outbox.from_config(config, db)
+    clock = SystemClock()
+    ids = [enqueue(outbox, db, clock.now(), f"slow{i}") for i in range(12)]
+    provider = _InFlight(0.15)
+    sender = FakeSender(script=provider)
+    d = Dispatcher(outbox, sender, Templates(config.flows_dir), worker_id="w", clock=clock)
+    try:
+        assert d.drain() == 12
+    finally:
+        d.close()
+    assert sorted(s.outbox_id for s in sender.sent) == sorted(ids)
+    assert provider.most == expected_most
+    assert {row(db, i).status for i in ids} == {"queued"}
+    db.dispose()
+
+
+def test_a_dispatcher_on_a_fake_clock_sends_one_at_a_time(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A fake clock advanced by its sleeps cannot be shared by sending threads."""
+    config: Config = make_config(
+        database_url, tmp_path, messaging={"sms": {"per_second": 100, "concurrency": 8}}
+    )
+    db = Database.from_url(config.database_url)
+    d = Dispatcher(
+        Outbox.from_config(config, db),
+        FakeSender(),
+        Templates(config.flows_dir),
+        clock=SystemClock(),
+        sleep=time.sleep,
+    )
+    assert d.concurrency == {"sms": 1, "call": 1}
+    db.dispose()
