@@ -8,8 +8,9 @@ What runs, on a fresh PostgreSQL database (``LOCALE 'C.UTF-8' TEMPLATE template0
   ``reminders.interval_s``, default 30 s) writing the reminders into the outbox;
 * ``--workers`` real ``callcenter worker`` processes sending through ``TwilioSender`` to a
   local fake Twilio API (:mod:`bench.fake_provider`) that refuses (429 / 20429) more than
-  ``--call-rate`` calls and ``--sms-rate`` SMS in any second and records every send with its
-  arrival time; the dispatchers are configured with the same limits;
+  ``--call-rate`` calls and ``--sms-rate`` SMS segments in any second (Twilio meters SMS in
+  message segments per second; the reminder text is two segments) and records every send with
+  its arrival time; the dispatchers are configured with the same limits;
 * at the first reminder moment, ``--recalls`` waiting-room recalls: the queues of
   ``--recalls / 5`` clinics move at once and each hospital queue system posts a signed
   ``POST /api/hospitals/h1/queue-events`` (through the real Flask app, one after another)
@@ -24,15 +25,17 @@ Shanghai time, recipient-local), so that the reminders' recipients (mainland mob
 Asia/Shanghai) are outside them and the trap's (New York numbers) inside, whenever it runs.
 
 Printed per stream: sends / expected, time to drain (from the first moment it was due to the
-last send), achieved rate as % of the limit (sends over the span from the first to the last
-send), the most sends in any one-second window, p50/p99 lateness (send - due: a reminder's
+last send), achieved rate as % of the limit (units, that is SMS segments or calls, over the
+span from the first to the last send; messages per second beside it), the most units in any
+one-second window, p50/p99 lateness (send - due: a reminder's
 moment, a recall's queue event), duplicates (outbox rows sent more than once, reminders sent more
 than once per booking), sends in quiet hours (non-urgent sends whose recipient-local time is in
 quiet hours) and 429s.
 
-Baseline, in the same run: no database, no scheduler: the same due times fed to the same fake
+Baseline, in the same run: no database, no scheduler: the same due times and a reminder text
+of the same length (:data:`BODY`, rendered from the same template) fed to the same fake
 provider through ``TwilioSender`` by two threads (SMS and calls) that each send a message the
-moment it is due and its channel's schedule (exactly 1/limit apart) allows: the best any
+moment it is due and its channel's schedule (exactly units/limit apart) allows: the best any
 sender at the limit can do.
 
     .venv/bin/python bench/reminders.py [--reminders 10000] [--recalls 1000] [--workers 2]
@@ -66,7 +69,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.fake_provider import ChannelLimitedProvider  # noqa: E402
+from bench.fake_provider import ChannelLimitedProvider, units  # noqa: E402
 from callcenter.booking.models import Booking, Patient  # noqa: E402
 from callcenter.config import load_config  # noqa: E402
 from callcenter.db.engine import Database, make_engine  # noqa: E402
@@ -74,6 +77,7 @@ from callcenter.db.migrate import upgrade  # noqa: E402
 from callcenter.db.models import OutboxMessage  # noqa: E402
 from callcenter.messaging.ports import OutgoingCall, OutgoingSms, SendError  # noqa: E402
 from callcenter.messaging.quiet_hours import quiet_until, recipient_zone  # noqa: E402
+from callcenter.messaging.templates import Templates  # noqa: E402
 from callcenter.telephony.twilio.rest import TwilioSender  # noqa: E402
 from tests.booking.conftest import seed_kb  # noqa: E402
 
@@ -86,7 +90,20 @@ BASE = "https://hotline.example.org"
 TZ = ZoneInfo("Asia/Shanghai")
 DB_NAME = "callcenter_bench_reminders"
 FEED_KEY = "bench-feed-key-0123456789abcdef-0123456789"
-BODY = "【健康热线】就诊提醒：您预约的测试医院心内科（演示）将于2小时后就诊。"
+#: the baseline's SMS: the reminder template with a demo booking's values, as long as the
+#: reminders the hotline sends (two segments)
+BODY = Templates(ROOT / "ivr_flows").render(
+    "booking_reminder",
+    "zh-CN",
+    {
+        "hospital": "测试医院（演示）",
+        "department": "心内科",
+        "doctor": "演示医生 主任医师",
+        "when": "11月27日 上午 09:30",
+        "visit_number": "10000001",
+        "cancel_by": "11月26日 17:00",
+    },
+)
 
 
 def reminder_phone(i: int) -> str:
@@ -119,6 +136,7 @@ class Send:
     at: float  # Unix seconds of arrival
     due: float
     urgent: bool
+    units: int = 1  # SMS segments, or 1 for a call
 
 
 def quantile(values: list[float], q: int) -> float:
@@ -127,13 +145,16 @@ def quantile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-def max_per_second(times: list[float]) -> int:
-    times = sorted(times)
-    best, start = 0, 0
-    for end, t in enumerate(times):
-        while times[start] < t - 1.0:
+def max_per_second(sends: list[tuple[float, int]]) -> int:
+    """The most units (segments, calls) sent within any closed one-second window."""
+    ordered = sorted(sends)
+    best, start, total = 0, 0, 0
+    for t, u in ordered:
+        total += u
+        while ordered[start][0] < t - 1.0:
+            total -= ordered[start][1]
             start += 1
-        best = max(best, end - start + 1)
+        best = max(best, total)
     return best
 
 
@@ -157,17 +178,22 @@ def stream_row(
     first: dict[str, Send] = {}
     for s in sorted(sends, key=lambda s: s.at):
         first.setdefault(s.key, s)
-    times = sorted(s.at for s in first.values())
+    ordered = sorted(first.values(), key=lambda s: s.at)
+    times = [s.at for s in ordered]
     lateness = sorted(s.at - s.due for s in first.values())
     span = times[-1] - times[0] if len(times) > 1 else float("nan")
-    rate = (len(times) - 1) / span if span and span > 0 else float("nan")
+    ok = bool(span and span > 0)
+    # Units sent over the span: everything but the last send, which ends the span.
+    rate = sum(s.units for s in ordered[:-1]) / span if ok else float("nan")
+    messages = (len(times) - 1) / span if ok else float("nan")
+    unit = "seg" if ordered and ordered[0].kind == "sms" else "calls"
     quiet = sum(1 for s in sends if not s.urgent and in_quiet(s, qs, qe))
     return [
         name,
         f"{len(first)}/{expected}",
         f"{times[-1] - first_due:.1f} s" if times else "-",
-        f"{rate / limit * 100:.1f}% ({rate:.1f}/s)",
-        f"{max_per_second([s.at for s in sends])}",
+        f"{rate / limit * 100:.1f}% ({rate:.1f} {unit}/s, {messages:.1f} msg/s)",
+        f"{max_per_second([(s.at, s.units) for s in sends])}",
         f"{quantile(lateness, 50):.2f} s",
         f"{quantile(lateness, 99):.2f} s",
         str(sum(n - 1 for n in copies.values()) + extra_dups),
@@ -181,7 +207,7 @@ HEADER = [
     "sent",
     "drain",
     "achieved rate (% of limit)",
-    "max/1s",
+    "max units/1s",
     "late p50",
     "late p99",
     "dups",
@@ -553,12 +579,16 @@ def run_system(args: argparse.Namespace, workdir: Path) -> list[list[str]]:
             key = str(row.dedupe_key)
             if key.startswith("reminder:"):
                 i = int(key.split(":")[1]) - 10_000_000
-                reminder_sends.append(Send(key, "sms", row.to_e164, r.wall, moments[i], False))
+                reminder_sends.append(
+                    Send(key, "sms", row.to_e164, r.wall, moments[i], False, units("sms", r.body))
+                )
             elif key.startswith("recall:"):
                 due = row.due_at.timestamp()
                 recall_sends.append(Send(key, "call", row.to_e164, r.wall, due, True))
             elif key.startswith("trap:"):
-                trap_sends.append(Send(key, "sms", row.to_e164, r.wall, 0.0, False))
+                trap_sends.append(
+                    Send(key, "sms", row.to_e164, r.wall, 0.0, False, units("sms", r.body))
+                )
         reminder_rows = Counter(
             str(r.dedupe_key).split(":")[1]
             for r in rows.values()
@@ -620,10 +650,13 @@ def run_baseline(args: argparse.Namespace) -> list[list[str]]:
         sms_due = [t0 + 60 * i / args.reminders for i in range(args.reminders)]
         call_due = [t0] * args.recalls
 
+        size = units("sms", BODY)
+
         def pump(kind: str, due: list[float], rate: float, offset: int) -> None:
+            gap = (size if kind == "sms" else 1) / rate
             previous = -1e18
             for i, d in enumerate(due):
-                at = max(d, previous + 1.0 / rate)
+                at = max(d, previous + gap)
                 time.sleep(max(0.0, at - time.time()))
                 previous = max(at, time.time())
                 oid = offset + i
@@ -635,7 +668,7 @@ def run_baseline(args: argparse.Namespace) -> list[list[str]]:
                                     outbox_id=oid,
                                     to_e164=reminder_phone(i),
                                     body=BODY,
-                                    segments=1,
+                                    segments=size,
                                     status_callback=f"{BASE}/twilio/sms/status?o={oid}",
                                 )
                             )
@@ -650,7 +683,7 @@ def run_baseline(args: argparse.Namespace) -> list[list[str]]:
                             )
                     except SendError:
                         # refused (429): try again one slot later
-                        time.sleep(1.0 / rate)
+                        time.sleep(gap)
                         previous = time.time()
                     else:
                         break
@@ -669,7 +702,7 @@ def run_baseline(args: argparse.Namespace) -> list[list[str]]:
         for r in provider.received:
             oid = r.outbox_id or 0
             if r.kind == "sms":
-                sms.append(Send(str(oid), "sms", r.to, r.wall, sms_due[oid - 1], False))
+                sms.append(Send(str(oid), "sms", r.to, r.wall, sms_due[oid - 1], False, size))
             else:
                 due = call_due[oid - 1 - args.reminders]
                 calls.append(Send(str(oid), "call", r.to, r.wall, due, True))
