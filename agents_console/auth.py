@@ -325,8 +325,11 @@ def _check_session() -> None:
 
 
 def _security_headers(response: Response) -> Response:
+    headers = response.headers
+    present = {key.lower() for key, _value in headers.items()}
     for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+        if name.lower() not in present:
+            headers.add(name, value)
     if current_app.config.get("SESSION_COOKIE_SECURE"):
         # served over https (PUBLIC_BASE_URL): browsers must never fall back to http
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")

@@ -444,6 +444,20 @@ def test_body_over_64_kib_is_refused_on_every_endpoint(
     assert nothing_recorded(services)
 
 
+def test_a_signature_over_the_public_url_with_its_explicit_port_is_accepted(
+    services: Services, twilio: TwilioSigner
+) -> None:
+    """Some set-ups have Twilio sign ``https://host:443/...``; the check accepts the URL with
+    and without the default port, as Twilio's own validator does, and nothing else."""
+    form = {"CallSid": "CAport00000000000000000000000001", "From": CALLER, "To": HOTLINE}
+    with_port = TwilioSigner(twilio.client, base_url="https://hotline.example.org:443")
+    assert spoken(twiml(with_port.post("/twilio/voice", form)))[0] == ZH["main"]["welcome"]
+    other_port = TwilioSigner(twilio.client, base_url="https://hotline.example.org:8443")
+    form2 = {**form, "CallSid": "CAport00000000000000000000000002"}
+    assert other_port.post("/twilio/voice", form2).status_code == 403
+    assert services.calls.get_call("twilio", form2["CallSid"]) is None
+
+
 def test_app_behind_a_proxy_validates_against_the_public_url(
     twilio: TwilioSigner, services: Services
 ) -> None:

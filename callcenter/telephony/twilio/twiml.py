@@ -7,6 +7,7 @@ become markup.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -81,7 +82,7 @@ def render(instructions: Sequence[ins.Instruction], ctx: RenderContext) -> str:
                 attrs["speech_timeout"] = "auto"
                 if voice.speech_model:
                     attrs["speech_model"] = voice.speech_model
-                hints = _hints(item.hints)
+                hints = _hints(tuple(item.hints))
                 if hints:
                     attrs["hints"] = hints
             gather = response.gather(**attrs)
@@ -106,8 +107,11 @@ def render(instructions: Sequence[ins.Instruction], ctx: RenderContext) -> str:
     return str(response)
 
 
-def _hints(words: Sequence[str]) -> str:
-    """Comma-separated hints within Twilio's length limit (commas removed from words)."""
+@functools.lru_cache(maxsize=512)
+def _hints(words: tuple[str, ...]) -> str:
+    """Comma-separated hints within Twilio's length limit (commas removed from words).
+
+    Cached: a menu offers the same hints every time it is asked."""
     out: list[str] = []
     used = 0
     for word in words:
