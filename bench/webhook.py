@@ -58,6 +58,10 @@ TOKEN = "bench-auth-token"
 BASE = "http://bench.invalid"  # PUBLIC_BASE_URL: signatures are computed against it
 STEPS = ["5", "1", "2", "9", "0"]
 _ACTION = re.compile(r'action="[^"]*?(/twilio/voice/input\?step=\d+)"')
+#: the hotline's targets (their answers are followed: each step's action URL is the next)
+HOTLINE = ("sqlite", "postgresql")
+#: the floor app on each database (bench/floor_app.py): signature check plus one durable step
+FLOORS = {"floor-sqlite": "sqlite", "floor-postgresql": "postgresql"}
 
 
 def free_port() -> int:
@@ -299,18 +303,18 @@ def load(
     }
 
 
-def prepare_database(kind: str, workdir: Path) -> str:
+def prepare_database(kind: str, workdir: Path, name: str = "callcenter_bench") -> str:
     if kind == "sqlite":
-        return f"sqlite:///{workdir / 'bench.db'}"
+        return f"sqlite:///{workdir / (name + '.db')}"
     from callcenter.db.engine import make_engine
 
     admin_url = os.environ.get("TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     admin = make_engine(admin_url)
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("DROP DATABASE IF EXISTS callcenter_bench WITH (FORCE)"))
-        conn.execute(text("CREATE DATABASE callcenter_bench LOCALE 'C.UTF-8' TEMPLATE template0"))
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        conn.execute(text(f"CREATE DATABASE {name} LOCALE 'C.UTF-8' TEMPLATE template0"))
     admin.dispose()
-    return admin_url.rsplit("/", 1)[0] + "/callcenter_bench"
+    return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
 def start_target(
@@ -327,7 +331,16 @@ def start_target(
         "CALLCENTER_INSTANCE_DATA_DIR": str(workdir),
     }
     url = None
-    if target == "baseline":
+    if target not in HOTLINE:
+        module = "baseline_app"
+        if target in FLOORS:
+            from floor_app import create_schema
+
+            url = env["FLOOR_DATABASE_URL"] = prepare_database(
+                FLOORS[target], workdir, "callcenter_bench_floor"
+            )
+            create_schema(url)
+            module = "floor_app"
         cmd = [
             str(BIN / "gunicorn"),
             "--chdir",
@@ -340,7 +353,7 @@ def start_target(
             "gthread",
             "--threads",
             str(args.threads),
-            "baseline_app:application",
+            f"{module}:application",
         ]
     else:
         url = env["CALLCENTER_DATABASE_URL"] = prepare_database(target, workdir)
@@ -363,7 +376,7 @@ def line(target: str, mode: str, r: dict[str, float]) -> str:
     """One result line."""
     db = f" + db {r['db_cpu_ms']:4.2f}" if r["db_cpu_ms"] else ""
     return (
-        f"{target:>10} {mode:>9}: {r['rps']:6.0f} req/s  p50 {r['p50']:6.1f} ms  "
+        f"{target:>16} {mode:>9}: {r['rps']:6.0f} req/s  p50 {r['p50']:6.1f} ms  "
         f"p95 {r['p95']:6.1f} ms  p99 {r['p99']:6.1f} ms  peak RSS {r['peak_mib']:4.0f} MiB  "
         f"CPU/request: server {r['server_cpu_ms']:4.2f}{db} ms, load generator "
         f"{r['client_cpu_ms']:4.2f} ms  ({int(r['requests'])} requests, "
@@ -389,9 +402,11 @@ def main() -> None:
         default=3,
         help="saturated runs per target, interleaved across targets (shows the noise)",
     )
-    parser.add_argument("--only", choices=["sqlite", "postgresql", "baseline"], action="append")
+    parser.add_argument(
+        "--only", choices=["baseline", *FLOORS, *HOTLINE], action="append", help="repeatable"
+    )
     args = parser.parse_args()
-    targets = args.only or ["baseline", "sqlite", "postgresql"]
+    targets = args.only or ["baseline", *FLOORS, *HOTLINE]
     print(
         f"{args.callers} concurrent callers, {args.calls} calls x {len(STEPS) + 2} requests "
         f"x {args.rounds} rounds, gunicorn gthread {args.workers} workers (hotline: as "
@@ -406,18 +421,18 @@ def main() -> None:
             servers = {t: start_target(t, args, workdir, stack) for t in targets}
             for target, (port, pid, _url) in servers.items():
                 workers = len(tree_pids(pid)) - 1
-                print(f"{target:>10}: {workers} worker process(es)")
-                load(port, pid, min(args.callers, 10), 20, target != "baseline")  # warm-up
+                print(f"{target:>16}: {workers} worker process(es)")
+                load(port, pid, min(args.callers, 10), 20, target in HOTLINE)  # warm-up
             # Rounds interleave the targets, so a change in the machine's other load hits
             # every target alike.
             for _ in range(args.rounds):
                 for target, (port, pid, url) in servers.items():
-                    r = load(port, pid, args.callers, args.calls, target != "baseline", 0, url)
+                    r = load(port, pid, args.callers, args.calls, target in HOTLINE, 0, url)
                     saturated[target].append(r)
                     print(line(target, "saturated", r), flush=True)
             for target, (port, pid, url) in servers.items():
                 paced[target] = load(
-                    port, pid, args.callers, args.paced_calls, target != "baseline", args.think, url
+                    port, pid, args.callers, args.paced_calls, target in HOTLINE, args.think, url
                 )
                 print(line(target, "paced", paced[target]), flush=True)
     finally:
@@ -433,13 +448,13 @@ def main() -> None:
         rps = [r["rps"] for r in runs]
         m = medians[target]
         print(
-            f"{target:>10}: saturated {m['rps']:5.0f} req/s [{min(rps):.0f}-{max(rps):.0f}], "
+            f"{target:>16}: saturated {m['rps']:5.0f} req/s [{min(rps):.0f}-{max(rps):.0f}], "
             f"p99 {m['p99']:5.1f} ms; paced p99 {paced[target]['p99']:5.1f} ms; server CPU "
             f"{m['server_cpu_ms'] + m['db_cpu_ms']:4.2f} ms/request"
         )
     if "baseline" in medians:
         base = medians["baseline"]
-        for target in ("sqlite", "postgresql"):
+        for target in (*FLOORS, *HOTLINE):
             if target in medians:
                 m = medians[target]
                 share = m["rps"] / base["rps"] * 100
@@ -447,7 +462,7 @@ def main() -> None:
                     m["server_cpu_ms"] + m["db_cpu_ms"]
                 )
                 print(
-                    f"{target}: saturated throughput = {share:.0f}% of the fixed-TwiML "
+                    f"{target:>16}: saturated throughput = {share:.0f}% of the fixed-TwiML "
                     f"baseline; server CPU per request: the baseline needs {cpu * 100:.0f}% "
                     f"of the hotline's"
                 )
