@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, jsonify
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from callcenter.bootstrap import Services
 from callcenter.telephony.twilio.outbound import create_blueprint as outbound_blueprint
@@ -42,6 +43,11 @@ def create_app(services: Services, **flask_config: Any) -> Flask:
     )
     app.config.update(flask_config)
     app.extensions["callcenter"] = services
+    hops = config.settings.web.proxy_hops
+    if hops:
+        # The client's address (per-address sign-in limit) from X-Forwarded-For, trusting
+        # exactly the proxies configured; webhook signatures use PUBLIC_BASE_URL, not headers.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops)  # type: ignore[method-assign]
     app.register_blueprint(
         twilio_blueprint(
             config,

@@ -441,7 +441,18 @@ def create_blueprint() -> Blueprint:
             username = request.form.get("username", "").strip()[:64]
             password = request.form.get("password", "")
             users = services().users
-            result = users.authenticate(username, password)
+            result = users.authenticate(username, password, source=request.remote_addr)
+            if result.outcome == "throttled":
+                error = _(
+                    "登录失败次数过多，请%(m)s分钟后再试，或联系管理员。",
+                    m=users.settings.source_window_minutes,
+                )
+                return (
+                    render_template(
+                        "auth/sign_in.html", error=error, username=username, next=target
+                    ),
+                    429,
+                )
             if result.outcome == "ok" and result.user is not None:
                 lang = session.get("lang")
                 session.clear()  # a new session: nothing carried over from before sign-in

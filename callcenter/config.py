@@ -86,6 +86,9 @@ class WebConfig(_Section):
     #: on top of ``threads`` (which stay free for webhooks and pages)
     max_streams: int = Field(default=200, ge=0, le=2000)
     max_body_bytes: int = Field(default=65_536, ge=1024)
+    #: reverse proxies in front of the web process that append to ``X-Forwarded-For``: the
+    #: client address is taken that many hops back (0: the address of the connection)
+    proxy_hops: int = Field(default=0, ge=0, le=5)
 
     @field_validator("public_base_url")
     @classmethod
@@ -392,6 +395,10 @@ class ConsoleConfig(_Section):
     #: failed sign-ins in a row that lock the account
     max_failed_sign_ins: int = Field(default=5, ge=1, le=100)
     lockout_minutes: int = Field(default=15, ge=1, le=7 * 24 * 60)
+    #: failed sign-ins (any accounts) from one network address within ``source_window_minutes``
+    #: after which that address may not try again until the oldest leaves the window
+    source_max_failed_sign_ins: int = Field(default=20, ge=1, le=10_000)
+    source_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
     min_password_length: int = Field(default=10, ge=8, le=128)
     #: argon2id cost (RFC 9106 "low memory" profile by default)
     password_hash_time_cost: int = Field(default=3, ge=1, le=20)

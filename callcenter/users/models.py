@@ -64,3 +64,20 @@ class ConsoleSession(Base):
     ended_at: Mapped[datetime | None]
     #: signed_out, idle, expired, locked, deactivated, password_changed
     end_reason: Mapped[str | None] = mapped_column(String(24))
+
+
+class SignInFailure(Base):
+    """A failed sign-in from one network address, kept for ``console.source_window_minutes``
+    to slow down guessing across many accounts from one place (the per-account lockout
+    stops guessing at one account)."""
+
+    __tablename__ = "console_sign_in_failures"
+    __table_args__ = (
+        Index("ix_console_sign_in_failures_source_at", "source", "at"),
+        Index("ix_console_sign_in_failures_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: the client's address as the console sees it (after ``web.proxy_hops``)
+    source: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]

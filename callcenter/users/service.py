@@ -3,7 +3,9 @@
 Passwords are hashed with argon2id (``argon2-cffi``); the cost comes from ``console.*`` in the
 configuration. Five failed sign-ins in a row (``console.max_failed_sign_ins``) lock the account
 for ``console.lockout_minutes``; an unknown username costs the same hash verification as a
-known one, so the answer time does not tell which usernames exist.
+known one, so the answer time does not tell which usernames exist. One network address that
+fails ``console.source_max_failed_sign_ins`` times (any accounts) within
+``console.source_window_minutes`` is refused until the oldest failure leaves the window.
 
 A session is a random token: the user's cookie holds it, the database only its SHA-256. It
 ends when the user signs out, after ``console.session_idle_minutes`` without a request, and
@@ -26,7 +28,7 @@ from typing import Any, Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ..clock import Clock
@@ -34,11 +36,11 @@ from ..config import SUPPORTED_LANGUAGES, ConsoleConfig
 from ..db.engine import Database
 from ..db.models import AuditEntry
 from ..routing.models import RoutingAgent
-from .models import ROLES, ConsoleSession, ConsoleUser
+from .models import ROLES, ConsoleSession, ConsoleUser, SignInFailure
 
 log = logging.getLogger(__name__)
 
-SignInOutcome = Literal["ok", "bad_credentials", "locked", "inactive"]
+SignInOutcome = Literal["ok", "bad_credentials", "locked", "inactive", "throttled"]
 #: how often a session's last-seen time is written (requests closer together than this
 #: count as one; keeps a busy screen from writing on every click)
 TOUCH_GRANULARITY = timedelta(seconds=5)
@@ -455,13 +457,55 @@ class UserService:
 
     # ------------------------------------------------------------ sign-in
 
-    def authenticate(self, username: str, password: str) -> SignIn:
+    def authenticate(self, username: str, password: str, source: str | None = None) -> SignIn:
         """Check a username and password; count failures and lock after too many.
 
         A locked, inactive or unknown account never says whether the password was right.
         The password is verified outside any write transaction (it takes a while on purpose,
         and SQLite has one writer); the outcome is then recorded on the locked row.
+
+        ``source`` (the client's network address): after ``console.source_max_failed_sign_ins``
+        failures from it within ``console.source_window_minutes``, whatever the accounts, it
+        gets ``throttled`` without a password check until the oldest failure leaves the window
+        (the per-account lockout alone lets one place try a few passwords on every account).
         """
+        source = source.strip()[:64] if source else None
+        if source and self._throttled(source):
+            with self.db.transaction() as session:
+                self._audit(
+                    session,
+                    "anonymous",
+                    "console.sign_in_throttled",
+                    "-",
+                    "too_many_failures",
+                    source=source,
+                )
+            log.warning("console sign-in refused: too many failed sign-ins from %s", source)
+            return SignIn("throttled")
+        result = self._check_credentials(username, password)
+        if source and result.outcome != "ok":
+            self._count_failure(source)
+        return result
+
+    def _throttled(self, source: str) -> bool:
+        since = self.clock.now() - timedelta(minutes=self.settings.source_window_minutes)
+        with self.db.sessions() as session:
+            failures = session.scalar(
+                select(func.count())
+                .select_from(SignInFailure)
+                .where(SignInFailure.source == source, SignInFailure.at > since)
+            )
+        return int(failures or 0) >= self.settings.source_max_failed_sign_ins
+
+    def _count_failure(self, source: str) -> None:
+        now = self.clock.now()
+        since = now - timedelta(minutes=self.settings.source_window_minutes)
+        with self.db.transaction() as session:
+            session.add(SignInFailure(source=source, at=now))
+            # Failures older than the window count for nothing: keep the table small.
+            session.execute(delete(SignInFailure).where(SignInFailure.at <= since))
+
+    def _check_credentials(self, username: str, password: str) -> SignIn:
         name = normalise_username(username)
         with self.db.sessions() as session:
             found = (

@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from callcenter.bootstrap import Services, build
 from callcenter.clock import FakeClock
+from callcenter.db.models import AuditEntry
 from callcenter.users.models import ConsoleSession
 from tests.conftest import TwilioSigner, make_config
 from tests.console.conftest import (
@@ -136,6 +137,59 @@ def test_five_failures_lock_the_account_until_15_minutes_have_passed(
     response = sign_in(client, user.username, PASSWORD)
     assert response.status_code == 302
     assert location(response) == "/agent"
+
+
+def test_twenty_failures_from_one_address_make_it_wait_whatever_the_accounts(
+    app: Flask, make_user: MakeUser, clock: FakeClock, services: Services
+) -> None:
+    """Password spraying: four guesses at each of five accounts (no account locks) from one
+    address; then even a right password from there waits, while other desks sign in."""
+    attacker = app.test_client()
+    attacker.environ_base["REMOTE_ADDR"] = "198.51.100.23"
+    for _ in range(5):
+        victim = make_user("agent")
+        for _ in range(4):
+            assert sign_in(attacker, victim.username, WRONG).status_code == 401
+    nurse = make_user("agent")
+    refused = sign_in(attacker, nurse.username, PASSWORD)
+    assert refused.status_code == 429
+    assert "登录失败次数过多，请15分钟后再试" in page(refused)
+    desk = app.test_client()
+    desk.environ_base["REMOTE_ADDR"] = "10.20.0.8"
+    assert sign_in(desk, nurse.username, PASSWORD).status_code == 302
+    with services.db.sessions() as session:
+        audit = session.scalars(
+            select(AuditEntry.detail).where(AuditEntry.action == "console.sign_in_throttled")
+        ).all()
+    assert audit == [{"source": "198.51.100.23"}]
+    clock.advance(minutes=15)
+    assert sign_in(attacker, nurse.username, PASSWORD).status_code == 302
+
+
+def test_behind_a_proxy_the_forwarded_client_address_is_the_one_limited(
+    database_url: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    from agents_console import create_app
+
+    config = make_config(
+        database_url,
+        tmp_path,
+        console={**CHEAP_HASHING, "source_max_failed_sign_ins": 3},
+        web={"proxy_hops": 1},
+    )
+    services = build(config, clock=clock)
+    try:
+        services.users.create("ward7", "Ward 7", "agent", PASSWORD, actor="test")
+        proxied = create_app(services, TESTING=True).test_client()
+        proxied.environ_base["REMOTE_ADDR"] = "10.0.0.2"  # the proxy
+        proxied.environ_base["HTTP_X_FORWARDED_FOR"] = "203.0.113.9"
+        for _ in range(3):
+            assert sign_in(proxied, "nobody", WRONG).status_code == 401
+        assert sign_in(proxied, "ward7").status_code == 429
+        proxied.environ_base["HTTP_X_FORWARDED_FOR"] = "203.0.113.10"
+        assert sign_in(proxied, "ward7").status_code == 302
+    finally:
+        services.db.dispose()
 
 
 # ---------------------------------------------------------------- sessions and timeouts
