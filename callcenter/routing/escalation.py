@@ -7,6 +7,8 @@
                             '--time_out-> timed_out --schedule_callback--> callback_scheduled
     callback_scheduled --complete--> completed
     callback_scheduled --expire----> expired
+    accepted --offer----> offered     (the expert who accepted could not be reached: the
+    accepted --decline--> declined     rest of the pool, or a callback when nobody is left)
 
 An offer times out ``offer_timeout_s`` (default 60 s) after it was made; a callback must be
 made within ``callback_deadline_s`` (default 30 min) of being scheduled, or it expires.
@@ -61,6 +63,8 @@ TRANSITIONS: Mapping[tuple[EscalationState, EscalationAction], EscalationState] 
     (S.OFFERED, A.DECLINE): S.DECLINED,
     (S.OFFERED, A.TIME_OUT): S.TIMED_OUT,
     (S.ACCEPTED, A.COMPLETE): S.COMPLETED,
+    (S.ACCEPTED, A.OFFER): S.OFFERED,
+    (S.ACCEPTED, A.DECLINE): S.DECLINED,
     (S.DECLINED, A.SCHEDULE_CALLBACK): S.CALLBACK_SCHEDULED,
     (S.TIMED_OUT, A.SCHEDULE_CALLBACK): S.CALLBACK_SCHEDULED,
     (S.CALLBACK_SCHEDULED, A.COMPLETE): S.COMPLETED,

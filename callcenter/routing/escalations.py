@@ -81,6 +81,8 @@ _ACTION_INTO: dict[EscalationState, EscalationAction] = {
 OPEN_STATES = (S.REQUESTED, S.OFFERED, S.ACCEPTED, S.DECLINED, S.TIMED_OUT, S.CALLBACK_SCHEDULED)
 EXPERT_STATES = ("offline", "available", "busy")
 MAX_QUESTION = 2000
+#: why an accepted escalation went back to the pool or to a callback
+UNREACHABLE = "expert could not be reached by phone"
 MAX_NOTES = 4000
 MAX_ARTICLES = 20
 TIMER = "timer"
@@ -751,6 +753,44 @@ class EscalationService:
                 expert.version = (expert.version or 0) + 1
             self._publish(session, row, [])
             return _view(row, now)
+
+    def expert_unreachable(self, escalation_id: str, *, reoffer: bool) -> EscalationView | None:
+        """The expert who accepted could not be reached (their phone did not answer): they
+        leave this escalation's pool and are available again. With ``reoffer`` (the agent is
+        still with the caller) and another expert of the pool available, it is offered again
+        with a fresh timeout; otherwise it becomes an expert callback, so the question is not
+        lost. ``None`` when it is no longer accepted (completed meanwhile)."""
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            expert_id = session.scalar(
+                select(RoutingEscalation.expert_id).where(RoutingEscalation.id == escalation_id)
+            )
+            expert = self._expert(session, expert_id) if expert_id else None
+            row = self._escalation(session, escalation_id)
+            if row.state != S.ACCEPTED.value:
+                return None
+            if expert is not None and expert.escalation == escalation_id:
+                expert.state = "available"
+                expert.state_since = now
+                expert.escalation = None
+                expert.version = (expert.version or 0) + 1
+            if expert_id:
+                row.declined_by = [*row.declined_by, expert_id]
+            row.expert_id = None
+            row.expert_leg = None
+            left = [e.id for e in self._pool(session, row) if e.id not in row.declined_by]
+            detail = {"reason": UNREACHABLE, "expert": expert_id, "pool_left": len(left)}
+            if reoffer and left:
+                self._apply(session, row, [A.OFFER], "phone", detail)
+                self._publish(session, row, [*left, *([expert_id] if expert_id else [])])
+            else:
+                self._apply(session, row, [A.DECLINE, A.SCHEDULE_CALLBACK], "phone", detail)
+                self._publish(session, row, [expert_id] if expert_id else [])
+            view = _view(row, now)
+        log.info(
+            "escalation %s: expert %s unreachable, now %s", escalation_id, expert_id, view.state
+        )
+        return view
 
     def set_expert_leg(self, escalation_id: str, leg: str) -> None:
         """Remember the provider's id of the call that reaches the expert."""

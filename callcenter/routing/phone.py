@@ -669,8 +669,11 @@ class PhoneRouting:
             return ExpertBrief(row.id, row.specialty, row.conference)
 
     def expert_leg_status(self, escalation_id: str, status: str) -> None:
-        """The expert's phone did not answer: the escalation ends with a note (the agent sees
-        it) and the expert is available again; a caller left alone is hung up."""
+        """The expert's phone did not answer: that expert is out of this escalation (and
+        available again). With the agent still on the call and another expert of the pool
+        available, it is offered again; otherwise it becomes an expert callback (the agent
+        sees it on their screen, the expert in their callback list), and a caller left alone
+        in the conference is hung up."""
         if status.strip().lower() not in NOT_ANSWERED:
             return
         with self.db.transaction() as session:
@@ -678,7 +681,9 @@ class PhoneRouting:
             if row is None or row.state != EscalationState.ACCEPTED.value:
                 return
             call_id = row.call_id
-        self.escalations.complete(escalation_id, "phone", "expert could not be reached by phone")
+            company = self._others_present(session, conference_name(call_id)) > 0
+        if self.escalations.expert_unreachable(escalation_id, reoffer=company) is None:
+            return
         with self.db.transaction() as session:
             self._hang_up_if_alone(session, call_id, conference_name(call_id), self.clock.now())
 
@@ -741,9 +746,9 @@ class PhoneRouting:
         )
         return "expert" if expert is not None else "other"
 
-    def _hang_up_if_alone(self, session: Session, call_id: str, name: str, now: datetime) -> None:
-        """If only the caller is left in the conference and no expert is on the way, hang up
-        the caller (ending the conference)."""
+    @staticmethod
+    def _present(session: Session, name: str) -> dict[str, int]:
+        """Participants in conference ``name`` now, by role (from its join/leave events)."""
         present: dict[str, int] = {}
         for role, event in session.execute(
             select(RoutingConferenceEvent.role, RoutingConferenceEvent.event).where(
@@ -754,8 +759,19 @@ class PhoneRouting:
                 continue
             step = {"participant-join": 1, "participant-leave": -1}.get(event, 0)
             present[role] = present.get(role, 0) + step
-        others = sum(n for role, n in present.items() if role != "caller" and n > 0)
-        if others:
+        return present
+
+    def _others_present(self, session: Session, name: str) -> int:
+        """People other than the caller in conference ``name`` now (the agent, an expert)."""
+        return sum(
+            n for role, n in self._present(session, name).items() if role != "caller" and n > 0
+        )
+
+    def _hang_up_if_alone(self, session: Session, call_id: str, name: str, now: datetime) -> None:
+        """If only the caller is left in the conference and no expert is on the way, hang up
+        the caller (ending the conference)."""
+        present = self._present(session, name)
+        if sum(n for role, n in present.items() if role != "caller" and n > 0):
             return
         expert_coming = session.scalar(
             select(RoutingEscalation.id).where(

@@ -653,12 +653,13 @@ def test_a_whole_escalated_call(
     assert status.status_code == 204
 
 
-def test_an_unreachable_expert_ends_the_escalation_and_a_lone_caller_is_hung_up(
+def test_an_unreachable_expert_leaves_a_callback_and_a_lone_caller_is_hung_up(
     twilio: TwilioSigner, services: Services, clock: FakeClock, control: FakeControl
 ) -> None:
     esc = services.escalations
     agent(services, "a1", clock)
     esc.expert_sign_in("dr-wang", specialty="cardiology", contact=EXPERT_PHONE)
+    esc.expert_sign_in("dr-li", specialty="cardiology", contact="+8613900000077")
     agent_leg = connected_call(twilio, services, clock, control)
     opened = esc.open(sid(1), "a1", "cardiology", None, "question")
     esc.accept("dr-wang", opened.id)
@@ -668,10 +669,40 @@ def test_an_unreachable_expert_ends_the_escalation_and_a_lone_caller_is_hung_up(
     conf_event(twilio, sid(1), "participant-leave", agent_leg, 3)
     assert services.phone.pending_tasks() == []
     post(twilio, expert_status, CallSid=expert_leg, CallStatus="no-answer")
-    done = esc.get(opened.id)
-    assert done.state is EscalationState.COMPLETED
-    assert done.answer_note == "expert could not be reached by phone"
+    # Nobody is with the caller to wait for another expert: the question becomes an expert
+    # callback (not lost), the expert is free again, and the caller is not left in silence.
+    later = esc.get(opened.id)
+    assert later.state is EscalationState.CALLBACK_SCHEDULED
+    assert esc.expert("dr-wang").state == "available"
+    assert [(t.to_state, t.detail.get("reason")) for t in esc.history(opened.id)][-2:] == [
+        ("declined", "expert could not be reached by phone"),
+        ("callback_scheduled", "expert could not be reached by phone"),
+    ]
     assert services.phone.pending_tasks() == [("hangup", {"leg": sid(1)})]
+
+
+def test_with_the_agent_still_on_the_call_an_unreachable_expert_passes_it_to_the_next(
+    twilio: TwilioSigner, services: Services, clock: FakeClock, control: FakeControl
+) -> None:
+    esc = services.escalations
+    agent(services, "a1", clock)
+    esc.expert_sign_in("dr-wang", specialty="cardiology", contact=EXPERT_PHONE)
+    esc.expert_sign_in("dr-li", specialty="cardiology", contact="+8613900000077")
+    connected_call(twilio, services, clock, control)
+    opened = esc.open(sid(1), "a1", "cardiology", None, "question")
+    esc.accept("dr-wang", opened.id)
+    services.phone.run_once()
+    _to, _answer, expert_status, _t, expert_leg = control.dials[-1]
+    clock.advance(25)
+    post(twilio, expert_status, CallSid=expert_leg, CallStatus="no-answer")
+    again = esc.get(opened.id)
+    assert again.state is EscalationState.OFFERED
+    assert [e.id for e in esc.offers_for("dr-li")] == [opened.id]
+    assert esc.offers_for("dr-wang") == []  # not offered again to the one who did not answer
+    assert services.phone.pending_tasks() == []  # the caller stays with the agent
+    esc.accept("dr-li", opened.id)
+    services.phone.run_once()
+    assert control.dials[-1][0] == "+8613900000077"
 
 
 # ---------------------------------------------------------------- signatures and bad input
