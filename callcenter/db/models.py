@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -295,3 +296,22 @@ class AuditEntry(Base):
     subject_id: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class BusEvent(Base):
+    """A live event on its way to other processes (SQLite's event bus,
+    :mod:`callcenter.events.table`); rows live a few minutes."""
+
+    __tablename__ = "bus_events"
+    # AUTOINCREMENT: ids never go back, even when every row has been pruned, so a reader's
+    # "after id N" never skips new events.
+    __table_args__ = (Index("ix_bus_events_at", "at"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    #: the publishing process (its own events it hears at commit, not from the table)
+    origin: Mapped[str] = mapped_column(String(40))
+    #: the encoded event (topic and data), at most 7,900 bytes
+    payload: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime]

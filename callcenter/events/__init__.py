@@ -1,7 +1,8 @@
 """Live events: a small publish/subscribe bus for state changes the console shows live.
 
-Pick the implementation with :func:`for_database`: in-process fan-out for SQLite (one web
-process), PostgreSQL ``LISTEN/NOTIFY`` across processes and machines otherwise.
+Pick the implementation with :func:`for_database`: PostgreSQL ``LISTEN/NOTIFY`` across
+processes and machines; on a SQLite file, a table every process on the machine reads; in
+process for an in-memory database.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from ..db.engine import Database
 from .bus import RESYNC, Event, EventBus, EventTooLarge, Subscription, Transaction
 from .memory import InProcessBus
 from .postgres import PostgresBus
+from .table import TableBus
 
 __all__ = [
     "RESYNC",
@@ -21,6 +23,7 @@ __all__ = [
     "InProcessBus",
     "PostgresBus",
     "Subscription",
+    "TableBus",
     "Transaction",
     "for_database",
     "libpq_dsn",
@@ -34,7 +37,11 @@ def libpq_dsn(url: str) -> str:
 
 
 def for_database(db: Database) -> EventBus:
-    """The bus that fits ``db``: PostgreSQL ``LISTEN/NOTIFY``, or in-process for SQLite."""
+    """The bus that fits ``db``: PostgreSQL ``LISTEN/NOTIFY``; the ``bus_events`` table on a
+    SQLite file (``callcenter serve`` runs several processes on it); in process otherwise."""
     if db.engine.dialect.name == "postgresql":
         return PostgresBus(db, libpq_dsn(db.engine.url.render_as_string(hide_password=False)))
+    database = db.engine.url.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        return TableBus(db)
     return InProcessBus()

@@ -261,7 +261,7 @@ def test_build_picks_the_bus_for_the_database(config: Config) -> None:
     built = build(config)
     try:
         name = type(built.events).__name__
-        expected = "PostgresBus" if config.database_url.startswith("postgresql") else "InProcessBus"
+        expected = "PostgresBus" if config.database_url.startswith("postgresql") else "TableBus"
         assert name == expected
     finally:
         built.events.close()

@@ -1,4 +1,5 @@
-"""The event bus: in-process fan-out, and PostgreSQL LISTEN/NOTIFY across connections.
+"""The event bus: in-process fan-out, SQLite's table across processes, and PostgreSQL
+LISTEN/NOTIFY across connections.
 
 The PostgreSQL tests run whatever ``TEST_DATABASE`` says: LISTEN/NOTIFY needs no tables, only
 the server (``TEST_PG_URL``), which every CI machine has.
@@ -7,10 +8,13 @@ the server (``TEST_PG_URL``), which every CI machine has.
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +23,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from callcenter.db.engine import Database
+from callcenter.db.migrate import upgrade
 from callcenter.events import (
     RESYNC,
     EventBus,
@@ -26,6 +31,7 @@ from callcenter.events import (
     InProcessBus,
     PostgresBus,
     Subscription,
+    TableBus,
     for_database,
     libpq_dsn,
 )
@@ -150,9 +156,115 @@ def test_in_process_events_on_a_core_connection_follow_its_transaction(db: Datab
 
 def test_the_database_picks_the_bus(db: Database) -> None:
     bus = for_database(db)
-    expected = PostgresBus if db.engine.dialect.name == "postgresql" else InProcessBus
+    expected = PostgresBus if db.engine.dialect.name == "postgresql" else TableBus
     assert isinstance(bus, expected)
     bus.close()
+    memory = Database.from_url("sqlite://")
+    assert isinstance(for_database(memory), InProcessBus)  # one connection, one process
+    memory.dispose()
+
+
+# ------------------------------------------------------------------ SQLite, through a table
+
+
+@pytest.fixture
+def sqlite_file(tmp_path: Path) -> Iterator[Database]:
+    """A migrated SQLite file, whatever ``TEST_DATABASE`` says (the table bus is SQLite's)."""
+    handle = Database.from_url(f"sqlite:///{tmp_path / 'bus.db'}")
+    upgrade(handle.engine)
+    yield handle
+    handle.dispose()
+
+
+@pytest.fixture
+def two_sqlite_processes(sqlite_file: Database) -> Iterator[tuple[TableBus, TableBus]]:
+    """Two buses on one file, as two processes have (each its own origin)."""
+    a = TableBus(sqlite_file, poll_s=0.02, prune_every_s=0.1)
+    b = TableBus(Database(sqlite_file.engine), poll_s=0.02, prune_every_s=0.1)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_the_table_carries_an_event_to_the_other_process_and_at_commit_to_its_own(
+    two_sqlite_processes: tuple[TableBus, TableBus],
+) -> None:
+    """An offer the router makes reaches the web worker holding the agent's stream."""
+    a, b = two_sqlite_processes
+    mine, theirs = a.subscribe(["agent:a1"]), b.subscribe(["agent:a1"])
+    elsewhere = b.subscribe(["agent:a2"])
+    assert a.listening
+    assert b.listening
+    a.publish("agent:a1", {"kind": "offer", "call": "CA1"})
+    expected = [("agent:a1", {"kind": "offer", "call": "CA1"})]
+    assert _drain(mine, 0.01) == expected  # its own process: at once, and only once
+    assert _drain(theirs, 2.0) == expected
+    assert _drain(elsewhere, 0.2) == []
+    assert _drain(mine, 0.2) == []
+
+
+def test_table_events_are_heard_only_if_and_after_their_transaction_commits(
+    sqlite_file: Database, two_sqlite_processes: tuple[TableBus, TableBus]
+) -> None:
+    a, b = two_sqlite_processes
+    here, there = a.subscribe(["t"]), b.subscribe(["t"])
+    BUS_UNDER_TEST[:] = [a]
+    _rolled_back(sqlite_file.transaction, "t", 1)
+    _rolled_back(sqlite_file.connection, "t", 2)
+    with sqlite_file.transaction() as session:
+        a.publish("t", {"n": 3}, tx=session)
+        assert here.get(0.1) is None
+    with sqlite_file.connection() as conn:
+        a.publish("t", {"n": 4}, tx=conn)
+    assert _drain(here, 0.5) == [("t", {"n": 3}), ("t", {"n": 4})]
+    assert _drain(there, 2.0) == [("t", {"n": 3}), ("t", {"n": 4})]
+
+
+def test_old_table_events_are_pruned_and_ids_never_go_back(
+    sqlite_file: Database, two_sqlite_processes: tuple[TableBus, TableBus]
+) -> None:
+    """Even when pruning empties the table, the next event gets a higher id, so a reader that
+    has seen id N does not wait for ids at or below N that will never come."""
+    a, b = two_sqlite_processes
+    a.retention_s = 0.05
+    sub = b.subscribe(["t"])
+    a.publish("t", {"n": 1})
+    assert _drain(sub, 2.0) == [("t", {"n": 1})]
+    a.subscribe(["other"])  # starts a's reader, which prunes
+    deadline = time.monotonic() + 5
+    while _count(sqlite_file) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _count(sqlite_file) == 0
+    a.publish("t", {"n": 2})
+    assert _drain(sub, 2.0) == [("t", {"n": 2})]
+
+
+def _count(db: Database) -> int:
+    with db.engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM bus_events")).scalar_one())
+
+
+_OTHER_PROCESS = """
+import sys
+from callcenter.db.engine import Database
+from callcenter.events import TableBus
+bus = TableBus(Database.from_url(sys.argv[1]))
+with Database.from_url(sys.argv[1]).transaction() as session:
+    bus.publish("agent:a7", {"kind": "offer", "call": "CA7"}, tx=session)
+"""
+
+
+def test_an_event_published_by_another_process_reaches_this_one(
+    sqlite_file: Database, tmp_path: Path
+) -> None:
+    bus = TableBus(sqlite_file, poll_s=0.02)
+    sub = bus.subscribe(["agent:a7"])
+    try:
+        url = f"sqlite:///{tmp_path / 'bus.db'}"
+        subprocess.run([sys.executable, "-c", _OTHER_PROCESS, url], check=True, timeout=60)
+        assert _drain(sub, 5.0) == [("agent:a7", {"kind": "offer", "call": "CA7"})]
+    finally:
+        bus.close()
 
 
 # ------------------------------------------------------------------ PostgreSQL
