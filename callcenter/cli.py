@@ -525,6 +525,7 @@ def _register() -> None:
 
     from .booking.cli import booking
     from .messaging.cli import outbound, outbox, worker
+    from .recall.cli import recall
     from .routing.cli import queues, simulate_command, staffing
     from .routing.phone_cli import router
     from .users.cli import users
@@ -539,6 +540,7 @@ def _register() -> None:
     main.add_command(queues)
     main.add_command(router)
     main.add_command(users)
+    main.add_command(recall)
 
 
 _register()

@@ -214,3 +214,40 @@ class TwilioSigner:
 def twilio(client: FlaskClient) -> TwilioSigner:
     """A Twilio-like signed client."""
     return TwilioSigner(client)
+
+
+def write_cli_config(tmp_path: Path, database_url: str, **sections: dict[str, Any]) -> Path:
+    """The shipped config.yaml pointed at the test database (``sections`` update it), as an
+    operator's command line reads it."""
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+    raw["instance"]["data_dir"] = str(tmp_path / "var")
+    raw["database"]["url"] = database_url
+    raw["ivr"]["flows_dir"] = str(FLOWS)
+    raw["web"]["public_base_url"] = PUBLIC_BASE_URL
+    for name, values in sections.items():
+        raw[name].update(values)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def run_cli(config: Path, *args: str, input: str | None = None) -> Any:
+    """``callcenter --config CONFIG ARGS...`` with the test secrets in the environment; the
+    click ``Result``."""
+    from click.testing import CliRunner
+
+    from callcenter.cli import main
+
+    env = {
+        "CALLCENTER_CONFIG": str(config),
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "SECRET_KEY": SECRET_KEY,
+        "PUBLIC_BASE_URL": None,
+        "CALLCENTER_WEB_PUBLIC_BASE_URL": None,
+    }
+    return CliRunner(env=env).invoke(
+        main, ["--config", str(config), *args], input=input, catch_exceptions=False
+    )

@@ -412,17 +412,55 @@ class RecallService:
 
     # ------------------------------------------------------------------ operators and clinics
 
-    def set_places(self, hospital: str, clinic_id: str, places: int | None) -> None:
+    def set_places(
+        self, hospital: str, clinic_id: str, places: int | None, *, actor: str = "system"
+    ) -> None:
         """Set how many places from the front a clinic's patients are recalled (``None``:
-        the default). The clinic must have sent a queue event before."""
+        the default). The clinic must have sent a queue event before. Audited."""
         if places is not None and not 0 <= places <= 100:
             raise ValueError("recall places must be from 0 to 100")
+        now = self.clock.now()
         with self.db.transaction() as s:
-            clinic = s.get(RecallClinic, (hospital, clinic_id))
+            clinic = s.get(RecallClinic, (hospital, clinic_id), with_for_update=True)
             if clinic is None:
                 raise LookupError("no queue event from this clinic yet")
+            before = clinic.recall_places
             clinic.recall_places = places
-            clinic.updated_at = self.clock.now()
+            clinic.updated_at = now
+            s.add(
+                AuditEntry(
+                    at=now,
+                    actor=actor[:64],
+                    action="recall.places_set",
+                    subject_type="recall_clinic",
+                    subject_id=f"{hospital}/{clinic_id}"[:64],
+                    reason=None,
+                    detail={"before": before, "after": places},
+                )
+            )
+
+    def clinics(self, hospital: str) -> list[dict[str, Any]]:
+        """The clinics of ``hospital`` that have sent queue events, with the places from the
+        front at which their patients are recalled (``default``: ``recall.default_places``)."""
+        with self.db.sessions() as s:
+            rows = s.scalars(
+                select(RecallClinic)
+                .where(RecallClinic.hospital_id == hospital)
+                .order_by(RecallClinic.clinic_id)
+            ).all()
+            return [
+                {
+                    "clinic_id": c.clinic_id,
+                    "name_zh": c.name_zh,
+                    "name_en": c.name_en,
+                    "recall_places": (
+                        self.settings.default_places if c.recall_places is None else c.recall_places
+                    ),
+                    "own_setting": c.recall_places is not None,
+                    "updated_at": c.updated_at.isoformat(),
+                }
+                for c in rows
+            ]
 
     def answers(self, hospital: str, *, since: datetime | None = None) -> list[dict[str, Any]]:
         """What recalled patients of ``hospital`` answered or what became of their recall

@@ -7,17 +7,16 @@ import json
 import logging
 import stat
 from pathlib import Path
+from typing import cast
 
 import pytest
-import yaml
 from click.testing import CliRunner, Result
 from sqlalchemy import select
 
-import tests.conftest as base
 from callcenter.bootstrap import Services
 from callcenter.cli import main
 from callcenter.db.models import AuditEntry
-from tests.conftest import AUTH_TOKEN, PUBLIC_BASE_URL, ROOT, SECRET_KEY
+from tests.conftest import run_cli, write_cli_config
 from tests.console.conftest import CHEAP_HASHING, MakeUser
 
 ADMIN_PASSWORD = "First-Admin-Pass-1"
@@ -26,29 +25,12 @@ ADMIN_PASSWORD = "First-Admin-Pass-1"
 @pytest.fixture
 def cli_config(tmp_path: Path, database_url: str) -> Path:
     """The shipped config.yaml pointed at the test database, with cheap hashing."""
-    raw = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
-    raw["instance"]["data_dir"] = str(tmp_path / "var")
-    raw["database"]["url"] = database_url
-    raw["ivr"]["flows_dir"] = str(base.FLOWS)
-    raw["web"]["public_base_url"] = PUBLIC_BASE_URL
-    raw["console"].update(CHEAP_HASHING)
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    return path
+    return write_cli_config(tmp_path, database_url, console=CHEAP_HASHING)
 
 
 def users(config: Path, *args: str, input: str | None = None) -> Result:
     """``callcenter --config CONFIG users ARGS...``."""
-    env = {
-        "CALLCENTER_CONFIG": str(config),
-        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-        "SECRET_KEY": SECRET_KEY,
-        "PUBLIC_BASE_URL": None,
-        "CALLCENTER_WEB_PUBLIC_BASE_URL": None,
-    }
-    return CliRunner(env=env).invoke(
-        main, ["--config", str(config), "users", *args], input=input, catch_exceptions=False
-    )
+    return cast(Result, run_cli(config, "users", *args, input=input))
 
 
 def test_the_first_admin_is_made_from_a_prompt_and_signs_in(

@@ -24,7 +24,7 @@ from callcenter.feeds.models import LabResult
 from callcenter.messaging.dispatcher import Dispatcher
 from callcenter.messaging.templates import Templates
 from callcenter.recall.models import ClinicianTask
-from tests.conftest import FLOWS, PUBLIC_BASE_URL, TwilioSigner
+from tests.conftest import FLOWS, PUBLIC_BASE_URL, TwilioSigner, run_cli, write_cli_config
 from tests.messaging.helpers import FakeSender
 from tests.recall.conftest import (
     ID_EN,
@@ -209,6 +209,8 @@ def test_abnormal_result_is_never_read_and_a_clinician_task_is_created(
     dispatcher: Dispatcher,
     sender: FakeSender,
     twilio: TwilioSigner,
+    database_url: str,
+    tmp_path: Path,
 ) -> None:
     phone = call_for(hospital, dispatcher, sender, twilio, abnormal=True)
     phone.answer()
@@ -238,9 +240,22 @@ def test_abnormal_result_is_never_read_and_a_clinician_task_is_created(
         "/api/hospitals/h1/clinician-tasks", headers=hospital.headers(b"", key="q" * 40)
     )
     assert forged.status_code == 403
-    assert seeded.results.close_task(task.id, operator="dr-demo") is True
-    assert seeded.results.close_task(task.id, operator="dr-demo") is False
+    # ... and the hotline's own staff on the command line
+    cli = write_cli_config(tmp_path / "cli", database_url)
+    listed_cli = run_cli(cli, "recall", "tasks", "h1", "--operator", "dr-demo")
+    assert f"#{task.id}" in listed_cli.output
+    assert "abnormal_result" in listed_cli.output
+    assert VALUE not in listed_cli.output
+    closing = ["recall", "close-task", str(task.id), "--operator", "dr-demo"]
+    closed = run_cli(cli, *closing, "--note", "patient called back")
+    assert closed.output.strip() == f"task {task.id} closed"
+    assert run_cli(cli, *closing).output.strip() == f"task {task.id} was already closed"
     assert seeded.results.open_tasks("h1", operator="dr-demo") == []
+    with seeded.db.sessions() as s:
+        closes = s.scalars(
+            select(AuditEntry.actor).where(AuditEntry.action == "clinician_tasks.close")
+        ).all()
+    assert closes == ["dr-demo", "dr-demo"]
 
 
 # (method, wrong inputs) -> after 3 failures in one call the caller goes to a person
