@@ -580,17 +580,21 @@ class PhoneRouting:
 
     def agent_leg_status(self, call_id: str, agent_id: str, status: str) -> None:
         """Status of the call ringing an agent. A failed call means the agent's phone cannot
-        be reached: the agent is set away (the caller is offered to someone else at once).
-        No answer and busy are left to the ring timeout."""
+        be reached: the agent is set away. No answer, busy, or the leg ending while the call
+        is still only offered to them (they picked up but did not take it, or a voicemail
+        did): a miss, as at the ring timeout; either way the caller is offered to someone
+        else at once instead of after ``ring_timeout_s``."""
         status = status.strip().lower()
-        if status != "failed":
+        if status == "failed":
+            with self.db.transaction() as session:
+                agent = session.get(RoutingAgent, agent_id)
+                ringing = agent is not None and agent.state == "reserved" and agent.offer == call_id
+            if ringing:
+                self.routing.set_state(agent_id, r.AgentState.AWAY, "phone_unreachable")
+                log.warning("agent %s could not be reached by phone; set away", agent_id)
             return
-        with self.db.transaction() as session:
-            agent = session.get(RoutingAgent, agent_id)
-            ringing = agent is not None and agent.state == "reserved" and agent.offer == call_id
-        if ringing:
-            self.routing.set_state(agent_id, r.AgentState.AWAY, "phone_unreachable")
-            log.warning("agent %s could not be reached by phone; set away", agent_id)
+        if status in NOT_ANSWERED or status == "completed":
+            self.routing.ring_ended(agent_id, call_id)
 
     # ------------------------------------------------------------ callbacks
 

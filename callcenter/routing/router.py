@@ -388,30 +388,37 @@ class Router:
                 since = agent.state_since
                 if since is None or since + ring > now:
                     continue
-                missed = agent.missed_in_row + 1
-                caller_id = agent.offer or ""
-                if missed >= self.settings.max_missed:
-                    after = transition(
-                        agent,
-                        AgentState.AWAY,
-                        now,
-                        offer=None,
-                        missed_in_row=missed,
-                        away_reason=MISSED_OFFERS,
-                    )
-                    events.append(RingNoAnswer(caller_id, agent.id, now, after))
-                    events.append(AgentSetAway(agent.id, MISSED_OFFERS, missed, now, after))
-                else:
-                    after = transition(
-                        agent, AgentState.AVAILABLE, now, offer=None, missed_in_row=missed
-                    )
-                    events.append(RingNoAnswer(caller_id, agent.id, now, after))
+                events.extend(self.ring_missed(agent))
             elif agent.state is AgentState.WRAP_UP:
                 until = agent.wrap_up_until
                 if until is not None and until <= now:
                     after = transition(agent, AgentState.AVAILABLE, now, wrap_up_until=None)
                     events.append(WrapUpEnded(agent.id, now, after))
         return events
+
+    def ring_missed(self, agent: Agent) -> list[RouterEvent]:
+        """The ring offered to ``agent`` ended unanswered now (its timeout, or the phone said
+        no answer or busy first): a miss; ``max_missed`` in a row set the agent away."""
+        if agent.state is not AgentState.RESERVED:
+            return []
+        now = self.clock.now()
+        missed = agent.missed_in_row + 1
+        caller_id = agent.offer or ""
+        if missed >= self.settings.max_missed:
+            after = transition(
+                agent,
+                AgentState.AWAY,
+                now,
+                offer=None,
+                missed_in_row=missed,
+                away_reason=MISSED_OFFERS,
+            )
+            return [
+                RingNoAnswer(caller_id, agent.id, now, after),
+                AgentSetAway(agent.id, MISSED_OFFERS, missed, now, after),
+            ]
+        after = transition(agent, AgentState.AVAILABLE, now, offer=None, missed_in_row=missed)
+        return [RingNoAnswer(caller_id, agent.id, now, after)]
 
     def next_wakeup(
         self,

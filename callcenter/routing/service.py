@@ -548,15 +548,34 @@ class RoutingService:
                 )
             }
             events = self.router.tick([to_agent(a) for a in rows.values()])
-            for event in events:
-                _store_agent(rows[event.agent_id], event.agent_after)
-                extra = {"offer_ended": "no_answer"} if isinstance(event, r.RingNoAnswer) else {}
-                self._agent_event(session, rows[event.agent_id], **extra)
-                if isinstance(event, r.RingNoAnswer):
-                    self._return_caller(session, event.caller_id, event.agent_id, tried=True)
+            self._store_events(session, rows, events)
         for event in events:
             log.info("%s: agent %s", type(event).__name__, event.agent_id)
         return events
+
+    def _store_events(
+        self, session: Session, rows: dict[str, RoutingAgent], events: list[r.RouterEvent]
+    ) -> None:
+        for event in events:
+            _store_agent(rows[event.agent_id], event.agent_after)
+            extra = {"offer_ended": "no_answer"} if isinstance(event, r.RingNoAnswer) else {}
+            self._agent_event(session, rows[event.agent_id], **extra)
+            if isinstance(event, r.RingNoAnswer):
+                self._return_caller(session, event.caller_id, event.agent_id, tried=True)
+
+    def ring_ended(self, agent_id: str, call_id: str) -> bool:
+        """The phone ringing ``agent_id`` for ``call_id`` stopped unanswered before the ring
+        timeout (no answer, busy, or hung up without taking the call): a miss, as at the
+        timeout, and the caller waits again at once, offered to other agents first. False if
+        that call is no longer ringing for them (taken, or already timed out)."""
+        with self.db.transaction() as session:
+            row = self._agent(session, agent_id)
+            if row.state != r.AgentState.RESERVED.value or row.offer != call_id:
+                return False
+            events = self.router.ring_missed(to_agent(row))
+            self._store_events(session, {agent_id: row}, events)
+        log.info("agent %s did not answer call %s", agent_id, call_id)
+        return True
 
     def answer(self, offer: r.Offer) -> bool:
         """The agent answered ``offer``: agent on call, caller answered. False if the offer is

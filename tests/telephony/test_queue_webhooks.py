@@ -405,6 +405,59 @@ def test_ring_no_answer_moves_the_call_to_the_next_agent(
     assert caller_row(services, sid(1)).offered_agent == "a2"
 
 
+@pytest.mark.parametrize("status", ["no-answer", "busy", "completed"])
+def test_an_agent_phone_that_stops_ringing_passes_the_call_on_at_once(
+    twilio: TwilioSigner,
+    services: Services,
+    clock: FakeClock,
+    control: FakeControl,
+    status: str,
+) -> None:
+    """The agent's phone says no answer or busy (or they picked up and hung up without
+    taking it): the caller does not wait out the 15 s ring timeout."""
+    agent(services, "a1", clock)
+    agent(services, "a2", clock, phone="sip:a2@pbx.hospital.example")
+    call_to_person(twilio, sid(1))
+    wait(twilio, f"{PUBLIC_BASE_URL}/twilio/queue/wait?lang=zh-CN&q=general", sid(1))
+    services.phone.run_once()
+    _to, _answer, status_url, _t, leg = control.dials[0]
+    clock.advance(4)
+    for repeat in (status, status):  # a repeated callback changes nothing more
+        assert post(twilio, status_url, CallSid=leg, CallStatus=repeat).status_code == 204
+    agents = {a.id: a for a in services.phone.agents()}
+    assert agents["a1"].state == "available"
+    report = services.phone.run_once()
+    assert (report.rang_out, report.offers) == (0, 1)
+    assert control.dials[-1][0] == "sip:a2@pbx.hospital.example"
+    assert caller_row(services, sid(1)).offered_agent == "a2"
+
+
+def test_a_completed_leg_after_the_agent_took_the_call_is_not_a_miss(
+    twilio: TwilioSigner, services: Services, clock: FakeClock, control: FakeControl
+) -> None:
+    agent(services, "a1", clock)
+    leg = connected_call(twilio, services, clock, control)
+    status_url = control.dials[0][2]
+    assert post(twilio, status_url, CallSid=leg, CallStatus="completed").status_code == 204
+    assert {a.id: a.state for a in services.phone.agents()}["a1"] == "on_call"
+    assert caller_row(services, sid(1)).status == "answered"
+
+
+def test_three_phones_in_a_row_not_answered_set_the_agent_away(
+    twilio: TwilioSigner, services: Services, clock: FakeClock, control: FakeControl
+) -> None:
+    agent(services, "a1", clock)
+    for n in (1, 2, 3):
+        call_to_person(twilio, sid(n))
+        wait(twilio, f"{PUBLIC_BASE_URL}/twilio/queue/wait?lang=zh-CN&q=general", sid(n))
+        services.phone.run_once()
+        _to, _answer, status_url, _t, leg = control.dials[-1]
+        post(twilio, status_url, CallSid=leg, CallStatus="no-answer")
+        clock.advance(1)
+    agents = {a.id: a for a in services.phone.agents()}
+    assert (agents["a1"].state, agents["a1"].reason) == ("away", "missed_offers")
+
+
 def test_an_unreachable_agent_phone_sets_the_agent_away(
     twilio: TwilioSigner, services: Services, clock: FakeClock, control: FakeControl
 ) -> None:
