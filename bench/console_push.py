@@ -2,14 +2,15 @@
 events are published from another process; how long from publish to receipt, and what each
 open stream costs in memory.
 
-Targets, in one run, on PostgreSQL (events cross processes through ``LISTEN/NOTIFY``):
+Targets, in one run, on PostgreSQL (events cross processes through ``LISTEN/NOTIFY``) or, with
+``--database sqlite``, on a SQLite file (through the ``bus_events`` table every process reads):
 
 * ``console``: the hotline served the way the README serves it (``callcenter serve``:
   gunicorn, gthread, ``web.workers`` processes with ``web.threads + web.max_streams`` threads
   each). Every client is a signed-in agent (real sign-in form, CSRF, server-side session) on
   ``GET /events``; each event goes to one agent's topic, as an offer does.
 * ``minimal-sse``: the baseline: a bare WSGI app under the same gunicorn settings whose
-  ``/events?topic=...`` subscribes to the same ``PostgresBus`` and writes what arrives: no
+  ``/events?topic=...`` subscribes to the same bus and writes what arrives: no
   Flask, no sign-in, no session checks, no role filter.
 * ``in-process``: the floor: the same number of subscribers on an in-process fan-out in this
   process (one thread blocked in ``get`` per subscriber): queue hand-off only.
@@ -96,10 +97,9 @@ def _baseline_bus() -> Any:
     with _BUS_LOCK:
         if _BUS is None:
             from callcenter.db.engine import Database
-            from callcenter.events import PostgresBus, libpq_dsn
+            from callcenter.events import for_database
 
-            url = os.environ["BENCH_PG_URL"]
-            _BUS = PostgresBus(Database.from_url(url), libpq_dsn(url))
+            _BUS = for_database(Database.from_url(os.environ["BENCH_DB_URL"]))
         return _BUS
 
 
@@ -323,10 +323,16 @@ def report(name: str, result: dict[str, Any], per_stream_kib: float | None) -> N
 # ------------------------------------------------------------------ the run
 
 
-def prepare(url_admin: str) -> str:
+def prepare(url_admin: str, kind: str, workdir: Path) -> str:
     from callcenter.db.engine import make_engine
     from callcenter.db.migrate import upgrade
 
+    if kind == "sqlite":
+        url = f"sqlite:///{workdir / 'push.db'}"
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        return url
     name = f"bench_push_{uuid.uuid4().hex[:8]}"
     admin = make_engine(url_admin)
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -342,6 +348,8 @@ def prepare(url_admin: str) -> str:
 def drop(url_admin: str, url: str) -> None:
     from callcenter.db.engine import make_engine
 
+    if not url.startswith("postgresql"):
+        return
     admin = make_engine(url_admin)
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)"))
@@ -355,16 +363,17 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="paced events per second")
     parser.add_argument("--bursts", type=int, default=5, help="bursts of one event per client")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
     args = parser.parse_args()
 
     from callcenter.bootstrap import build
     from callcenter.config import load_config
     from callcenter.db.engine import Database
-    from callcenter.events import InProcessBus, PostgresBus, libpq_dsn, topics
+    from callcenter.events import InProcessBus, for_database, topics
 
     admin_url = os.environ.get("TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    url = prepare(admin_url)
     workdir = Path(tempfile.mkdtemp(prefix="bench-push-"))
+    url = prepare(admin_url, args.database, workdir)
     port = free_port()
     env = {
         **os.environ,
@@ -379,14 +388,15 @@ def main() -> None:
         "CALLCENTER_CONSOLE_PASSWORD_HASH_TIME_COST": "1",
         "CALLCENTER_CONSOLE_PASSWORD_HASH_MEMORY_KIB": "1024",
         "CALLCENTER_CONSOLE_PASSWORD_HASH_PARALLELISM": "1",
-        "BENCH_PG_URL": url,
+        "BENCH_DB_URL": url,
     }
     config = load_config(ROOT / "config.yaml", environ=env)
     web = config.settings.web
     print(
         f"{args.clients} SSE clients, {args.events} paced events at {args.rate:.0f}/s then "
         f"{args.bursts} bursts of {args.clients}; gunicorn gthread {args.workers} workers x "
-        f"({web.threads} + {web.max_streams} stream) threads; {os.cpu_count()} CPUs; PostgreSQL"
+        f"({web.threads} + {web.max_streams} stream) threads; {os.cpu_count()} CPUs; "
+        f"{args.database}"
     )
     services = build(config)
     agents = [f"bench{n:03d}" for n in range(args.clients)]
@@ -397,9 +407,10 @@ def main() -> None:
             routing_agent_id=agent_id,
         )  # fmt: skip
     services.db.dispose()
-    publisher = PostgresBus(Database.from_url(url), libpq_dsn(url))
+    publisher_db = Database.from_url(url)
+    publisher = for_database(publisher_db)
 
-    def pg_publish(seq: int, client: int) -> None:
+    def bus_publish(seq: int, client: int) -> None:
         publisher.publish(
             topics.agent(agents[client]), {"kind": "bench", "seq": seq, "sent": time.time()}
         )
@@ -414,7 +425,7 @@ def main() -> None:
             time.sleep(2.0)
             per_stream = (tree_rss_kib(proc.pid) - before) / len(agents)
             result = publish_run(
-                pg_publish,
+                bus_publish,
                 lambda: dict(clients.received),
                 len(agents),
                 args.events,
@@ -457,7 +468,7 @@ def main() -> None:
             time.sleep(2.0)
             per_stream = (tree_rss_kib(proc.pid) - before) / len(agents)
             base = publish_run(
-                pg_publish,
+                bus_publish,
                 lambda: dict(clients.received),
                 len(agents),
                 args.events,
@@ -502,7 +513,7 @@ def main() -> None:
         print(f"console p99 over all events: {p99:.1f} ms (target <= 250 ms: {verdict})")
     finally:
         publisher.close()
-        publisher.db.dispose()
+        publisher_db.dispose()
         drop(admin_url, url)
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -741,8 +741,8 @@ def main() -> None:
     args = parser.parse_args()
     print(
         f"{args.reminders} reminders due within one minute + {args.recalls} recall calls at its "
-        f"start; fake provider limits {args.sms_rate:g} SMS/s and {args.call_rate:g} calls/s; "
-        f"PostgreSQL; {os.cpu_count()} CPUs shared with other work",
+        f"start; fake provider limits {args.sms_rate:g} SMS segments/s and "
+        f"{args.call_rate:g} calls/s; PostgreSQL; {os.cpu_count()} CPUs shared with other work",
         flush=True,
     )
     workdir = Path(tempfile.mkdtemp(prefix="bench-reminders-"))
