@@ -283,6 +283,8 @@ def write_config(
     )
     m["sms"] = {"per_second": args.sms_rate}
     m["calls"] = {"per_second": args.call_rate}
+    if args.concurrency is not None:
+        m["sms"]["concurrency"] = m["calls"]["concurrency"] = args.concurrency
     raw["reminders"]["offsets"] = [{"name": "2h", "minutes_before": 120}]
     if args.interval is not None:
         raw["reminders"]["interval_s"] = args.interval
@@ -737,6 +739,9 @@ def main() -> None:
         "--interval", type=float, default=None, help="reminders.interval_s (default: config)"
     )
     parser.add_argument("--lead", type=float, default=20.0, help="seconds to the first moment")
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="messaging.<channel>.concurrency"
+    )
     parser.add_argument("--no-baseline", action="store_true")
     args = parser.parse_args()
     print(

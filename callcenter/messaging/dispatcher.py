@@ -98,8 +98,12 @@ from .templates import TemplateError, Templates
 
 log = logging.getLogger(__name__)
 
-#: How long before its moment a message's last checks (opt-out, quiet hours) run.
+#: How long before its moment a message's last checks (opt-out, quiet hours) start, at least;
+#: more when this worker's recent pre-send transactions took longer (a busy machine), so that
+#: they are done by the moment (a message late for its moment gives it back: a lost slot).
 PRE_SEND_S = 0.05
+#: ... and at most.
+MAX_PRE_SEND_S = 0.5
 #: Messages falling due this close together are claimed in one round.
 COALESCE_S = 0.05
 #: A worker this late for its moment gives the moment back and reserves another.
@@ -294,7 +298,7 @@ class Dispatcher:
         jobs.sort(key=lambda j: j.at)
         in_flight: list[Future[None]] = []
         for index, job in enumerate(jobs):
-            if not self._wait_until(job.at - PRE_SEND_S, interruptible=True):
+            if not self._wait_until(job.at - self._pre_send_s(), interruptible=True):
                 self._release(jobs[index:])
                 break
             if self.concurrency.get(job.channel, 1) == 1:
@@ -310,6 +314,10 @@ class Dispatcher:
         for future in in_flight:
             future.result()
         return len(jobs) + settled
+
+    def _pre_send_s(self) -> float:
+        """When to start a message's last checks: three times what they took lately."""
+        return min(MAX_PRE_SEND_S, max(PRE_SEND_S, 3 * self._begin_s + 0.01))
 
     def _threads(self) -> ThreadPoolExecutor:
         if self._pool is None:
