@@ -13,6 +13,7 @@ in-process bus holds the event until the session's ``after_commit``).
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 from collections.abc import Iterable, Mapping
@@ -181,6 +182,56 @@ class Hub:
         """Open subscriptions (for health figures)."""
         with self._lock:
             return len({s for subs in self._by_topic.values() for s in subs})
+
+
+class BackgroundReceiver:
+    """What a bus that hears other processes shares: one receiving thread per process,
+    started by the first subscription (again in a forked child), fanning events out through
+    :attr:`hub`. Subclasses implement :meth:`_run`, which sets ``_ready`` once an event
+    published from then on will be heard, and returns when ``_stop`` is set."""
+
+    #: the receiving thread's name
+    thread_name = "events-receiver"
+
+    def __init__(self) -> None:
+        self.hub = Hub()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+
+    def subscribe(self, topics: Iterable[str], *, wait_s: float = 5.0) -> Subscription:
+        """Receive events on ``topics``; waits up to ``wait_s`` for the receiver to be ready
+        (so an event published right after this returns is heard)."""
+        sub = self.hub.subscribe(topics)
+        self._ensure_receiver()
+        self._ready.wait(wait_s)
+        return sub
+
+    def _ensure_receiver(self) -> None:
+        with self._lock:
+            pid = os.getpid()
+            alive = self._thread is not None and self._thread.is_alive()
+            if alive and self._pid == pid:
+                return
+            # First use, or a forked child that inherited a dead thread's state.
+            self._pid = pid
+            self._stop.clear()
+            self._ready.clear()
+            self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop the receiving thread (it closes its own connection)."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            thread.join(timeout=3)
+        self._thread = None
 
 
 class EventBus(Protocol):

@@ -15,17 +15,15 @@ sent while it was away are lost; the console reloads its state on that event.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
 from sqlalchemy import text
 
 from ..db.engine import Database
-from .bus import Hub, Subscription, Transaction, decode, encode
+from .bus import BackgroundReceiver, Transaction, decode, encode
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +32,10 @@ CHANNEL = "callcenter_events"
 _NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 
 
-class PostgresBus:
+class PostgresBus(BackgroundReceiver):
     """Events across processes and machines through PostgreSQL ``LISTEN/NOTIFY``."""
+
+    thread_name = "events-listener"
 
     def __init__(
         self,
@@ -46,17 +46,12 @@ class PostgresBus:
         max_backoff_s: float = 10.0,
         health_check_s: float = 30.0,
     ) -> None:
+        super().__init__()
         self.db = db
         self.dsn = dsn
         self.channel = channel
-        self.hub = Hub()
         self.max_backoff_s = max_backoff_s
         self.health_check_s = health_check_s
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-        self._stop = threading.Event()
-        self._ready = threading.Event()
         self._backend_pid: int | None = None
         #: times the listener (re)connected, for tests and health figures
         self.connects = 0
@@ -75,27 +70,6 @@ class PostgresBus:
             tx.execute(_NOTIFY, params)
 
     # -- receiving
-
-    def subscribe(self, topics: Iterable[str], *, wait_s: float = 5.0) -> Subscription:
-        """Receive events on ``topics``; waits up to ``wait_s`` for the listener to be
-        listening (so an event published right after this returns is heard)."""
-        sub = self.hub.subscribe(topics)
-        self._ensure_listener()
-        self._ready.wait(wait_s)
-        return sub
-
-    def _ensure_listener(self) -> None:
-        with self._lock:
-            pid = os.getpid()
-            alive = self._thread is not None and self._thread.is_alive()
-            if alive and self._pid == pid:
-                return
-            # First use, or a forked child that inherited a dead thread's state.
-            self._pid = pid
-            self._stop.clear()
-            self._ready.clear()
-            self._thread = threading.Thread(target=self._run, name="events-listener", daemon=True)
-            self._thread.start()
 
     def _run(self) -> None:
         backoff = 0.5
@@ -150,14 +124,6 @@ class PostgresBus:
                 # A half-open connection raises here, and the loop reconnects.
                 conn.execute("SELECT 1")
                 checked = time.monotonic()
-
-    def close(self) -> None:
-        """Stop the listener thread and close its connection."""
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
-            thread.join(timeout=3)
-        self._thread = None
 
     @property
     def listening(self) -> bool:

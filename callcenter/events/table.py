@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -29,7 +28,7 @@ from sqlalchemy import Table, delete, insert
 
 from ..db.engine import Database
 from ..db.models import BusEvent
-from .bus import Hub, Subscription, Transaction, decode, encode
+from .bus import BackgroundReceiver, Transaction, decode, encode
 from .memory import defer
 
 log = logging.getLogger(__name__)
@@ -40,8 +39,10 @@ _END = "SELECT max(id) FROM bus_events"
 _AFTER = "SELECT id, origin, payload FROM bus_events WHERE id > ? ORDER BY id LIMIT ?"
 
 
-class TableBus:
+class TableBus(BackgroundReceiver):
     """Events across the processes sharing one SQLite file, through ``bus_events``."""
+
+    thread_name = "events-reader"
 
     def __init__(
         self,
@@ -51,17 +52,12 @@ class TableBus:
         retention_s: float = 300.0,
         prune_every_s: float = 30.0,
     ) -> None:
+        super().__init__()
         self.db = db
-        self.hub = Hub()
         self.poll_s = poll_s
         self.retention_s = retention_s
         self.prune_every_s = prune_every_s
         self._token = uuid.uuid4().hex[:16]
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-        self._stop = threading.Event()
-        self._ready = threading.Event()
         self._last_id = 0
 
     @property
@@ -88,26 +84,6 @@ class TableBus:
         defer(tx, self.hub.deliver, event)
 
     # -- receiving
-
-    def subscribe(self, topics: Iterable[str], *, wait_s: float = 5.0) -> Subscription:
-        """Receive events on ``topics``; waits up to ``wait_s`` for the reader to know where
-        the table ends (so an event published after this returns is heard)."""
-        sub = self.hub.subscribe(topics)
-        self._ensure_reader()
-        self._ready.wait(wait_s)
-        return sub
-
-    def _ensure_reader(self) -> None:
-        with self._lock:
-            pid = os.getpid()
-            alive = self._thread is not None and self._thread.is_alive()
-            if alive and self._pid == pid:
-                return
-            self._pid = pid
-            self._stop.clear()
-            self._ready.clear()
-            self._thread = threading.Thread(target=self._run, name="events-reader", daemon=True)
-            self._thread.start()
 
     def _run(self) -> None:
         # Its own connection, read outside any transaction: each SELECT is a WAL snapshot
@@ -162,13 +138,6 @@ class TableBus:
         before = datetime.now(UTC) - timedelta(seconds=self.retention_s)
         with self.db.connection() as conn:
             conn.execute(delete(bus_t).where(bus_t.c.at < before))
-
-    def close(self) -> None:
-        """Stop the reader thread."""
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
-            thread.join(timeout=2)
 
     @property
     def listening(self) -> bool:

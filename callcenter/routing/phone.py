@@ -84,6 +84,12 @@ HANDLE_TIME_CACHE_S = 30.0
 DIALLING = "dialling"
 
 
+def _others(present: dict[str, int]) -> int:
+    """People other than the caller in a conference (the agent, an expert), from
+    :meth:`PhoneRouting._present`."""
+    return sum(n for role, n in present.items() if role != "caller" and n > 0)
+
+
 class CallControl(Protocol):
     """The provider's call-control REST API (Twilio: :class:`~callcenter.telephony.twilio.
     rest.TwilioCallControl`)."""
@@ -685,7 +691,7 @@ class PhoneRouting:
             if row is None or row.state != EscalationState.ACCEPTED.value:
                 return
             call_id = row.call_id
-            company = self._others_present(session, conference_name(call_id)) > 0
+            company = _others(self._present(session, conference_name(call_id))) > 0
         if self.escalations.expert_unreachable(escalation_id, reoffer=company) is None:
             return
         with self.db.transaction() as session:
@@ -765,17 +771,11 @@ class PhoneRouting:
             present[role] = present.get(role, 0) + step
         return present
 
-    def _others_present(self, session: Session, name: str) -> int:
-        """People other than the caller in conference ``name`` now (the agent, an expert)."""
-        return sum(
-            n for role, n in self._present(session, name).items() if role != "caller" and n > 0
-        )
-
     def _hang_up_if_alone(self, session: Session, call_id: str, name: str, now: datetime) -> None:
         """If only the caller is left in the conference and no expert is on the way, hang up
         the caller (ending the conference)."""
         present = self._present(session, name)
-        if sum(n for role, n in present.items() if role != "caller" and n > 0):
+        if _others(present):
             return
         expert_coming = session.scalar(
             select(RoutingEscalation.id).where(
